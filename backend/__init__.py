@@ -1,0 +1,84 @@
+"""Application factory: config -> extensions -> blueprints -> errors -> celery."""
+
+import importlib
+
+from flask import Flask
+from flask_cors import CORS
+
+from backend.config import Config
+from backend.extensions import api as smorest_api
+from backend.extensions import celery_init_app, db, jwt, limiter, migrate, redis_clients
+
+# Each module under backend/api/ exposes `blp`, a flask-smorest Blueprint.
+API_MODULES = (
+    "login",
+    "users",
+    "utils",
+    "workspaces",
+    "services",
+    "connectors",
+    "conversations",
+    "messages",
+    "public",
+)
+
+
+def create_app(config: type[Config] | Config = Config) -> Flask:
+    app = Flask(__name__, static_folder=None)
+    app.config.from_object(config)
+    (config() if isinstance(config, type) else config).check()
+
+    from backend import models  # noqa: F401  (models must be known to Flask-Migrate)
+
+    db.init_app(app)
+    with app.app_context():
+        _tune_sqlite(db.engine)
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
+    jwt.init_app(app)
+    limiter.init_app(app)
+    redis_clients.init_app(app)
+    if app.config["BACKEND_CORS_ORIGINS"]:
+        CORS(app, origins=app.config["BACKEND_CORS_ORIGINS"], supports_credentials=True)
+    smorest_api.init_app(app)
+
+    from backend.auth import register_jwt_callbacks
+
+    register_jwt_callbacks(jwt)
+    for name in API_MODULES:
+        module = importlib.import_module(f"backend.api.{name}")
+        smorest_api.register_blueprint(module.blp, url_prefix="/api/v1" + module.URL_PREFIX)
+    from backend.web import register_web
+
+    register_web(app)
+
+    from backend.errors import register_error_handlers
+
+    register_error_handlers(app)
+    celery_init_app(app)
+
+    from backend import cli
+
+    cli.register(app)
+    return app
+
+
+def _migrations_dir():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _tune_sqlite(engine) -> None:
+    """The embedded SQLite default is shared by web and worker processes: WAL lets
+    readers run beside the writer, and a busy timeout makes writers wait, not fail."""
+    if engine.dialect.name != "sqlite":
+        return
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

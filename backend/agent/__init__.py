@@ -1,0 +1,1 @@
+"""The agent: prompt building, tools, the Groq client and the run loop."""

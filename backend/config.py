@@ -1,0 +1,139 @@
+"""Configuration classes, read from the environment (names are in API.md)."""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+DEFAULT_SECRET_KEY = "changethis"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+def _database_url() -> str:
+    url = _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'app.db'}")
+    # Heroku-style URLs name the dialect "postgres"; SQLAlchemy wants "postgresql".
+    return normalize_database_url(url)
+
+
+def normalize_database_url(url: str) -> str:
+    """Plain postgres(ql):// URLs use psycopg2, the driver psycogreen makes cooperative."""
+    for plain in ("postgres://", "postgresql://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg2://" + url[len(plain) :]
+    return url
+
+
+class Config:
+    ENVIRONMENT = _env("ENVIRONMENT", "local")
+    SECRET_KEY = _env("SECRET_KEY", DEFAULT_SECRET_KEY)
+    PROJECT_NAME = _env("PROJECT_NAME", "Scheduling Assistant")
+
+    SQLALCHEMY_DATABASE_URI = _database_url()
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL = _env("REDIS_URL", "redis://localhost:6379/0")
+    CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL)
+
+    # Auth (template behaviour: 8-day access tokens, 48-hour reset tokens).
+    ACCESS_TOKEN_EXPIRE = timedelta(minutes=_int("ACCESS_TOKEN_EXPIRE_MINUTES", 60 * 24 * 8))
+    JWT_ACCESS_TOKEN_EXPIRES = ACCESS_TOKEN_EXPIRE
+    EMAIL_RESET_TOKEN_EXPIRE = timedelta(hours=_int("EMAIL_RESET_TOKEN_EXPIRE_HOURS", 48))
+    FIRST_SUPERUSER = _env("FIRST_SUPERUSER", "admin@example.com")
+    FIRST_SUPERUSER_PASSWORD = _env("FIRST_SUPERUSER_PASSWORD", "changethis")
+
+    # LLM
+    GROQ_API_KEY = _env("GROQ_API_KEY")
+    GROQ_BASE_URL = _env("GROQ_BASE_URL")
+    TEXT_MODEL_NAME = _env("TEXT_MODEL_NAME", "llama-3.3-70b-versatile")
+    MODEL_TEMPERATURE = _float("MODEL_TEMPERATURE", 0.7)
+    GROQ_TIMEOUT_SECONDS = _float("GROQ_TIMEOUT_SECONDS", 60.0)
+    GROQ_MAX_RETRIES = _int("GROQ_MAX_RETRIES", 2)
+    AGENT_KB_MAX_CHARS = _int("AGENT_KB_MAX_CHARS", 24_000)
+    AGENT_HISTORY_MESSAGES = _int("AGENT_HISTORY_MESSAGES", 20)
+    AGENT_HISTORY_MAX_CHARS = _int("AGENT_HISTORY_MAX_CHARS", 16_000)
+    AGENT_MAX_TOOL_ROUNDS = _int("AGENT_MAX_TOOL_ROUNDS", 3)
+    TIME_SAVED_PER_REPLY_MINUTES = _int("TIME_SAVED_PER_REPLY_MINUTES", 2)
+
+    # Runs and the event stream
+    SSE_HEARTBEAT_SECONDS = _float("SSE_HEARTBEAT_SECONDS", 15.0)
+    SSE_MAX_SECONDS = _float("SSE_MAX_SECONDS", 300.0)
+    STREAM_MAXLEN = _int("STREAM_MAXLEN", 20_000)
+    STREAM_TTL_SECONDS = _int("STREAM_TTL_SECONDS", 2 * 3600)
+    RUN_HEARTBEAT_SECONDS = _float("RUN_HEARTBEAT_SECONDS", 5.0)
+    RUN_STALE_SECONDS = _float("RUN_STALE_SECONDS", 30.0)
+    RUN_RECOVERY_INTERVAL_SECONDS = _float("RUN_RECOVERY_INTERVAL_SECONDS", 10.0)
+    AGENT_QUEUE = _env("AGENT_QUEUE", "agent-runs")
+
+    # Rate limits (Flask-Limiter strings)
+    RATELIMIT_ENABLED = _env("RATELIMIT_ENABLED", "true").lower() == "true"
+    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", REDIS_URL)
+    RATELIMIT_HEADERS_ENABLED = True
+    PUBLIC_MESSAGE_RATE_LIMIT_PER_CONVERSATION = _env(
+        "PUBLIC_MESSAGE_RATE_LIMIT_PER_CONVERSATION", "20/minute"
+    )
+    PUBLIC_RATE_LIMIT_PER_IP = _env("PUBLIC_RATE_LIMIT_PER_IP", "120/minute")
+    PUBLIC_CONVERSATION_RATE_LIMIT_PER_IP = _env("PUBLIC_CONVERSATION_RATE_LIMIT_PER_IP", "30/minute")
+
+    # HTTP
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    BACKEND_CORS_ORIGINS = [
+        o.strip() for o in (_env("BACKEND_CORS_ORIGINS", "") or "").split(",") if o.strip()
+    ]
+    FRONTEND_HOST = _env("FRONTEND_HOST", "http://localhost:5173")
+    PORT = _int("PORT", 8000)
+
+    # Email
+    SMTP_HOST = _env("SMTP_HOST")
+    SMTP_PORT = _int("SMTP_PORT", 587)
+    SMTP_USER = _env("SMTP_USER")
+    SMTP_PASSWORD = _env("SMTP_PASSWORD")
+    SMTP_TLS = _env("SMTP_TLS", "true").lower() == "true"
+    SMTP_SSL = _env("SMTP_SSL", "false").lower() == "true"
+    EMAILS_FROM_EMAIL = _env("EMAILS_FROM_EMAIL", "noreply@example.com")
+
+    # OpenAPI (flask-smorest)
+    API_TITLE = "Scheduling Assistant API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "/docs"
+    OPENAPI_SWAGGER_UI_URL = "/api/v1/static/swagger-ui/"
+    API_SPEC_OPTIONS = {
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+        }
+    }
+
+    def check(self) -> None:
+        """Refuse to start with a default secret outside local development and tests."""
+        if self.ENVIRONMENT not in ("local", "test") and self.SECRET_KEY == DEFAULT_SECRET_KEY:
+            raise RuntimeError(
+                f'SECRET_KEY is "{DEFAULT_SECRET_KEY}" while ENVIRONMENT={self.ENVIRONMENT}: '
+                "set SECRET_KEY to a long random value (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))') before starting."
+            )
+
+
+class TestConfig(Config):
+    ENVIRONMENT = "test"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(
+        _env("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    )
+    REDIS_URL = _env("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+    CELERY_BROKER_URL = REDIS_URL
+    RATELIMIT_STORAGE_URI = REDIS_URL
+    RATELIMIT_ENABLED = False
+    SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"

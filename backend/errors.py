@@ -1,0 +1,143 @@
+"""Domain exceptions and the one JSON error shape: {"detail": str, "errors"?: {...}}."""
+
+import logging
+
+from flask import Flask, jsonify
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """A domain error that maps to one HTTP status and a human-readable detail."""
+
+    status_code = 400
+
+    def __init__(
+        self,
+        detail: str,
+        status_code: int | None = None,
+        errors: dict | None = None,
+        headers: dict | None = None,
+    ):
+        super().__init__(detail)
+        self.detail = detail
+        if status_code is not None:
+            self.status_code = status_code
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class BadRequest(AppError):
+    status_code = 400
+
+
+class Unauthorized(AppError):
+    status_code = 401
+
+
+class Forbidden(AppError):
+    status_code = 403
+
+
+class NotFound(AppError):
+    status_code = 404
+
+
+class Conflict(AppError):
+    status_code = 409
+
+
+class ValidationFailed(AppError):
+    status_code = 422
+
+    def __init__(self, errors: dict, detail: str = "Validation error"):
+        super().__init__(detail, errors=errors)
+
+
+def not_found(thing: str) -> NotFound:
+    return NotFound(f"{thing} not found")
+
+
+def error_response(status: int, detail: str, errors: dict | None = None, headers: dict | None = None):
+    body = {"detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _flatten_webargs_messages(messages: dict) -> dict:
+    """webargs nests messages by location ({"json": {"field": [...]}}); API.md wants field -> list."""
+    flat: dict = {}
+    for location_messages in messages.values():
+        if isinstance(location_messages, dict):
+            for field, msgs in location_messages.items():
+                flat[field] = msgs if isinstance(msgs, list) else [msgs]
+        else:
+            flat.setdefault("_schema", []).extend(
+                location_messages if isinstance(location_messages, list) else [location_messages]
+            )
+    return flat
+
+
+DEFAULT_DETAILS = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large (limit is 1 MiB)",
+    415: "Unsupported media type: send JSON",
+    429: "Too many requests",
+}
+
+
+def http_error_response(error: HTTPException):
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    headers = {}
+    if status == 422 and "messages" in data:
+        return error_response(422, "Validation error", _flatten_webargs_messages(data["messages"]))
+    if status == 429:
+        retry_after = getattr(error, "retry_after", None)
+        headers["Retry-After"] = str(retry_after or 60)
+        return error_response(429, "Too many requests", headers=headers)
+    if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)
+    detail = data.get("message") if isinstance(data.get("message"), str) else None
+    if status == 400 and detail is None and "JSON" in (error.description or ""):
+        detail = "Malformed JSON body"
+    if detail is None:
+        detail = DEFAULT_DETAILS.get(status) or (error.description or error.name)
+    return error_response(status, detail, headers=headers)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(AppError)
+    def handle_app_error(error: AppError):
+        return error_response(error.status_code, error.detail, error.errors, error.headers)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException):
+        return http_error_response(error)
+
+    @app.errorhandler(IntegrityError)
+    def handle_integrity_error(error: IntegrityError):
+        from backend.extensions import db
+
+        db.session.rollback()
+        log.warning("integrity error: %s", error.orig)
+        return error_response(409, "Conflict with existing data")
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception):
+        from backend.extensions import db
+
+        db.session.rollback()
+        log.exception("unhandled error")
+        return error_response(500, "Internal server error")

@@ -1,0 +1,102 @@
+"""Unbound Flask extensions, bound to an app by create_app()."""
+
+import redis
+from celery import Celery, Task
+from flask import Flask
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+jwt = JWTManager()
+limiter = Limiter(key_func=get_remote_address)
+
+
+class ApiWithJsonErrors(Api):
+    """flask-smorest's Api, with every HTTP error rendered by errors.py."""
+
+    def handle_http_exception(self, error):
+        from backend.errors import http_error_response
+
+        return http_error_response(error)
+
+
+api = ApiWithJsonErrors()
+
+
+class RedisClients:
+    """One pooled Redis client per process, configured from REDIS_URL.
+
+    `client` serves short commands. Blocking reads (XREAD BLOCK) must use a socket
+    timeout longer than their block time, so they get `blocking`, a separate pool.
+    """
+
+    def __init__(self) -> None:
+        self.client: redis.Redis | None = None
+        self.blocking: redis.Redis | None = None
+
+    def init_app(self, app: Flask) -> None:
+        url = app.config["REDIS_URL"]
+        self.client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            max_connections=app.config.get("REDIS_MAX_CONNECTIONS", 200),
+        )
+        self.blocking = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=60,
+            socket_connect_timeout=5,
+            max_connections=app.config.get("REDIS_MAX_CONNECTIONS", 200),
+        )
+        app.extensions["redis"] = self
+
+
+redis_clients = RedisClients()
+
+
+def redis_client() -> redis.Redis:
+    assert redis_clients.client is not None, "create_app() was not called"
+    return redis_clients.client
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Celery the way Flask documents it: every task runs inside an app context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    queue = app.config["AGENT_QUEUE"]
+    celery.conf.update(
+        broker_url=app.config["CELERY_BROKER_URL"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=app.config.get("CELERY_PREFETCH_MULTIPLIER", 4),
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        task_track_started=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        task_routes={"backend.tasks.run_agent": {"queue": queue}},
+        task_default_queue="default",
+        task_always_eager=app.config.get("CELERY_TASK_ALWAYS_EAGER", False),
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

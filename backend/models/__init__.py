@@ -1,0 +1,16 @@
+"""SQLAlchemy models, one module per aggregate."""
+
+from backend.models.conversation import Conversation, ConversationMessage
+from backend.models.run import AgentRun
+from backend.models.user import User
+from backend.models.workspace import SchedulingConnector, Workspace, WorkspaceService
+
+__all__ = [
+    "AgentRun",
+    "Conversation",
+    "ConversationMessage",
+    "SchedulingConnector",
+    "User",
+    "Workspace",
+    "WorkspaceService",
+]

@@ -1,0 +1,58 @@
+"""Conversations between a visitor and a workspace, and their messages."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.extensions import db
+from backend.models.types import IdMixin, JSONType, TimestampMixin, UTCDateTime, utcnow
+
+CHANNELS = ("web", "web_public", "instagram", "whatsapp", "sms", "messenger", "chatgpt", "phone")
+CONVERSATION_STATUSES = ("active", "closed", "archived")
+MESSAGE_ROLES = ("user", "assistant", "owner")
+
+
+class Conversation(IdMixin, TimestampMixin, db.Model):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_workspace_last_message", "workspace_id", "last_message_at"),
+        Index("ix_conversations_workspace_status", "workspace_id", "status"),
+        Index("ix_conversations_workspace_channel", "workspace_id", "channel"),
+        Index("ix_conversations_workspace_created", "workspace_id", "created_at"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"))
+    visitor_name: Mapped[str | None] = mapped_column(String(255))
+    visitor_email: Mapped[str | None] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(20), default="web")
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    tags: Mapped[list] = mapped_column(JSONType, default=list)
+    human_time_saved_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # sha256 of the visitor token: the token itself is shown once, never stored.
+    visitor_token_hash: Mapped[str | None] = mapped_column(String(64))
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConversationMessage(IdMixin, db.Model):
+    __tablename__ = "conversation_messages"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "idempotency_key", name="uq_messages_idempotency_key"),
+        Index("ix_conversation_messages_conversation_timestamp", "conversation_id", "timestamp"),
+    )
+
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    # Strictly increasing within a conversation, so `since` paging never skips a tie.
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The run whose reply this is; unique, so a run can never save two replies.
+    # No foreign key: agent_runs already references messages, and a cycle would
+    # make the schema impossible to create on SQLite.
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    meta: Mapped[dict] = mapped_column(JSONType, default=dict)

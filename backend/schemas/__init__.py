@@ -1,0 +1,1 @@
+"""marshmallow schemas: Create / Update / Public / QueryArgs per resource."""

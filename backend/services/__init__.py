@@ -1,0 +1,1 @@
+"""Business rules shared by routes and tasks; services own the commits."""

@@ -1,0 +1,1 @@
+"""Celery tasks: they take ids and call services/agent, nothing else."""

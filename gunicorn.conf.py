@@ -1,0 +1,24 @@
+"""gunicorn settings: gevent workers, so one process holds many SSE streams."""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "2000"))
+# SSE responses live for SSE_MAX_SECONDS; gevent workers heartbeat the arbiter
+# on their own, so this only bounds a worker that is truly stuck.
+timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "10"))
+keepalive = 5
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def post_fork(server, worker):
+    # gevent has patched sockets by now; psycopg2 is a C extension and must be
+    # told to wait through gevent, or one slow query stalls every request.
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()

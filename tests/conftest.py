@@ -1,0 +1,67 @@
+"""Fixtures: a fresh PostgreSQL schema per test run (built by the real migrations),
+tables truncated and the Redis test database flushed after every test."""
+
+import os
+
+import psycopg2
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from backend import create_app
+from backend.config import TestConfig
+from backend.extensions import db, redis_client
+
+TEST_DATABASE_URL = os.environ.setdefault(
+    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/app_test"
+)
+TEST_REDIS_URL = os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+
+
+def ensure_database(url: str) -> None:
+    """Creates the test database when it does not exist yet."""
+    parsed = make_url(url)
+    conn = psycopg2.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        dbname="postgres",
+        password=parsed.password,
+    )
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{parsed.database}"')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def app():
+    from flask_migrate import upgrade
+
+    ensure_database(TEST_DATABASE_URL)
+    app = create_app(TestConfig)
+    with app.app_context():
+        db.session.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        db.session.commit()
+        upgrade()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _app_context(app):
+    with app.app_context():
+        yield
+        db.session.remove()
+        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        db.session.execute(text(f"TRUNCATE {tables} CASCADE"))
+        db.session.commit()
+        redis_client().flushdb()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
