@@ -79,6 +79,8 @@ class Config:
     RATELIMIT_ENABLED = _env("RATELIMIT_ENABLED", "true").lower() == "true"
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", REDIS_URL)
     RATELIMIT_HEADERS_ENABLED = True
+    # Per client IP, on login, password recovery and reset (guessing passwords, mail floods).
+    LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "10/minute")
     PUBLIC_MESSAGE_RATE_LIMIT_PER_CONVERSATION = _env(
         "PUBLIC_MESSAGE_RATE_LIMIT_PER_CONVERSATION", "20/minute"
     )
@@ -110,6 +112,8 @@ class Config:
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "/docs"
     OPENAPI_SWAGGER_UI_URL = "/api/v1/static/swagger-ui/"
+    # No validator badge: it would fetch from the internet; keep the token across reloads.
+    OPENAPI_SWAGGER_UI_CONFIG = {"validatorUrl": None, "persistAuthorization": True}
     API_SPEC_OPTIONS = {
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
