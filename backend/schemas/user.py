@@ -1,0 +1,125 @@
+"""User schemas: sign-up, creation and updates, passwords, tokens, and the public user."""
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validates
+from marshmallow.validate import Length
+
+from backend.schemas.common import BaseSchema, page_schema
+
+PASSWORD = Length(min=8, max=128)
+HTTP_SCHEMES = {"http", "https"}
+MAX_SOCIAL_LINKS = 20
+
+
+def no_nul(value: str) -> None:
+    # PostgreSQL text cannot hold NUL: reject it here as a 422 instead of a driver error.
+    if value is not None and "\x00" in value:
+        raise ValidationError("Must not contain NUL characters.")
+
+
+def _text(max_length: int, **kwargs) -> fields.String:
+    return fields.String(allow_none=True, validate=[Length(max=max_length), no_nul], **kwargs)
+
+
+def _email(**kwargs) -> fields.Email:
+    return fields.Email(validate=[Length(max=255), no_nul], **kwargs)
+
+
+def _password(**kwargs) -> fields.String:
+    return fields.String(validate=PASSWORD, load_only=True, **kwargs)
+
+
+class ProfileFieldsSchema(BaseSchema):
+    """The profile an owner edits; all optional, `null` clears a field."""
+
+    full_name = _text(255)
+    business_name = _text(255)
+    tagline = _text(255)
+    bio = _text(10_000)
+    phone = _text(64)
+    website = fields.Url(allow_none=True, schemes=HTTP_SCHEMES, validate=[Length(max=2048), no_nul])
+    social_links = fields.Dict(
+        keys=fields.String(validate=[Length(min=1, max=50), no_nul]),
+        values=fields.Url(schemes=HTTP_SCHEMES, validate=[Length(max=2048), no_nul]),
+        allow_none=True,
+    )
+    setup_completed = fields.Boolean()
+
+    @pre_load
+    def _blank_website_is_none(self, data, **_kwargs):
+        # Forms send "" for an emptied input; treat it as clearing the field.
+        if isinstance(data, dict) and data.get("website") == "":
+            data = {**data, "website": None}
+        return data
+
+    @validates("social_links")
+    def _limit_social_links(self, value, **_kwargs):
+        if value is not None and len(value) > MAX_SOCIAL_LINKS:
+            raise ValidationError(f"At most {MAX_SOCIAL_LINKS} links.")
+
+
+class UserRegisterSchema(BaseSchema):
+    email = _email(required=True)
+    password = _password(required=True)
+    full_name = _text(255)
+
+
+class UserCreateSchema(ProfileFieldsSchema):
+    """What a superuser may set when creating a user."""
+
+    email = _email(required=True)
+    password = _password(required=True)
+    is_active = fields.Boolean(load_default=True)
+    is_superuser = fields.Boolean(load_default=False)
+
+
+class UserUpdateMeSchema(ProfileFieldsSchema):
+    email = _email()
+
+
+class UserUpdateSchema(ProfileFieldsSchema):
+    """What a superuser may change on any user."""
+
+    email = _email()
+    password = _password()
+    is_active = fields.Boolean()
+    is_superuser = fields.Boolean()
+
+
+class UpdatePasswordSchema(BaseSchema):
+    current_password = _password(required=True)
+    new_password = _password(required=True)
+
+
+class NewPasswordSchema(BaseSchema):
+    token = fields.String(required=True, validate=Length(min=1, max=4096))
+    new_password = _password(required=True)
+
+
+class LoginFormSchema(BaseSchema):
+    """The OAuth2 password form; grant_type, scope and client fields are ignored."""
+
+    username = fields.String(required=True, validate=[Length(max=255), no_nul])
+    password = fields.String(required=True, validate=Length(max=128), load_only=True)
+
+
+class TokenSchema(Schema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True)
+
+
+class UserPublicSchema(Schema):
+    id = fields.UUID(required=True)
+    email = fields.String(required=True)
+    full_name = fields.String(allow_none=True)
+    is_active = fields.Boolean()
+    is_superuser = fields.Boolean()
+    business_name = fields.String(allow_none=True)
+    tagline = fields.String(allow_none=True)
+    bio = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    website = fields.String(allow_none=True)
+    social_links = fields.Dict(keys=fields.String(), values=fields.String())
+    setup_completed = fields.Boolean()
+
+
+UsersPublicSchema = page_schema(UserPublicSchema, "UsersPublicSchema")
