@@ -98,5 +98,6 @@ def celery_init_app(app: Flask) -> Celery:
         task_always_eager=app.config.get("CELERY_TASK_ALWAYS_EAGER", False),
     )
     celery.set_default()
+    celery.flask_app = app
     app.extensions["celery"] = celery
     return celery

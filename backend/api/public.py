@@ -1,6 +1,156 @@
-"""Public chat for anonymous visitors."""
+"""Public chat for anonymous visitors: profile, conversations, messages, runs, event stream."""
 
+import uuid
+
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
+
+from backend.extensions import db, limiter
+from backend.schemas.public import (
+    ConversationCreatedSchema,
+    ConversationCreateSchema,
+    MessagePostedSchema,
+    MessagesPageSchema,
+    MessagesQueryArgs,
+    PublicWorkspaceSchema,
+    RunSchema,
+    VisitorMessageCreateSchema,
+)
+from backend.services import chat, runs
+from backend.stream_tail import format_event, get_hub, sse_events
+from backend.streams import encode, stream_key
 
 URL_PREFIX = "/public"
 blp = Blueprint("public", __name__, description="Public chat for anonymous visitors.")
+VISITOR_TOKEN_DOC = {
+    "parameters": [
+        {
+            "in": "header",
+            "name": "X-Visitor-Token",
+            "schema": {"type": "string"},
+            "description": "The conversation's visitor token (or the `visitor_token` query parameter).",
+        }
+    ]
+}
+
+
+def _per_ip_limit() -> str:
+    return current_app.config["PUBLIC_RATE_LIMIT_PER_IP"]
+
+
+def _per_conversation_limit() -> str:
+    return current_app.config["PUBLIC_MESSAGE_RATE_LIMIT_PER_CONVERSATION"]
+
+
+def _conversation_key() -> str:
+    return f"conversation:{request.view_args.get('conversation_id')}"
+
+
+def _visitor(conversation_id: uuid.UUID):
+    token = request.headers.get("X-Visitor-Token") or request.args.get("visitor_token")
+    return chat.authorize_visitor(conversation_id, token)
+
+
+@blp.route("/workspaces/<string:handle>")
+@limiter.limit(_per_ip_limit)
+@blp.response(200, PublicWorkspaceSchema)
+def get_workspace(handle):
+    """A workspace's public profile and active services."""
+    return chat.public_profile(handle)
+
+
+@blp.route("/conversations", methods=["POST"])
+@limiter.limit(lambda: current_app.config["PUBLIC_CONVERSATION_RATE_LIMIT_PER_IP"])
+@blp.arguments(ConversationCreateSchema)
+@blp.response(201, ConversationCreatedSchema)
+def create_conversation(body):
+    """Start a conversation; the visitor token it returns authorizes every later call."""
+    conversation, token = chat.start_conversation(body["workspace_handle"], body.get("visitor_name"))
+    return {"conversation_id": conversation.id, "visitor_token": token, "created_at": conversation.created_at}
+
+
+@blp.route("/conversations/<uuid:conversation_id>/messages", methods=["POST"])
+@limiter.limit(_per_ip_limit)
+@limiter.limit(_per_conversation_limit, key_func=_conversation_key)
+@blp.doc(**VISITOR_TOKEN_DOC)
+@blp.arguments(VisitorMessageCreateSchema)
+@blp.response(201, MessagePostedSchema)
+@blp.alt_response(200, schema=MessagePostedSchema, description="Replay of an idempotent request")
+def post_message(body, conversation_id):
+    """Send a visitor message; the agent's reply streams on the conversation's event stream."""
+    from backend.tasks import enqueue_run
+
+    _visitor(conversation_id)
+    posted = chat.post_visitor_message(conversation_id, body["content"], body.get("idempotency_key"))
+    cursor = chat.cursor_for_run(posted.run)
+    result = {"message": posted.message, "run": posted.run, "stream_cursor": cursor}
+    if not posted.created:
+        return result, 200
+    enqueue_run(posted.run.id)
+    return result
+
+
+@blp.route("/conversations/<uuid:conversation_id>/messages", methods=["GET"])
+@limiter.limit(_per_ip_limit)
+@blp.doc(**VISITOR_TOKEN_DOC)
+@blp.arguments(MessagesQueryArgs, location="query")
+@blp.response(200, MessagesPageSchema)
+def list_messages(args, conversation_id):
+    """Messages in order, after `since` (exclusive)."""
+    _visitor(conversation_id)
+    return chat.list_messages(conversation_id, args["since"], args["limit"])
+
+
+@blp.route("/conversations/<uuid:conversation_id>/runs/<uuid:run_id>", methods=["GET"])
+@limiter.limit(_per_ip_limit)
+@blp.doc(**VISITOR_TOKEN_DOC)
+@blp.response(200, RunSchema)
+def get_run(conversation_id, run_id):
+    """A run's state."""
+    _visitor(conversation_id)
+    return runs.get_run(conversation_id, run_id)
+
+
+@blp.route("/conversations/<uuid:conversation_id>/runs/<uuid:run_id>/cancel", methods=["POST"])
+@limiter.limit(_per_ip_limit)
+@blp.doc(**VISITOR_TOKEN_DOC)
+@blp.response(202, RunSchema)
+def cancel_run(conversation_id, run_id):
+    """Stop a run; the partial reply is kept."""
+    _visitor(conversation_id)
+    return chat.cancel_run(conversation_id, run_id)
+
+
+@blp.route("/conversations/<uuid:conversation_id>/stream", methods=["GET"])
+@limiter.limit(_per_ip_limit)
+@blp.doc(**VISITOR_TOKEN_DOC)
+@blp.response(200, description="Server-Sent Events (text/event-stream)")
+def stream(conversation_id):
+    """The conversation's events as Server-Sent Events."""
+    _visitor(conversation_id)
+    requested = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    start = chat.stream_start(conversation_id, requested)
+    config = current_app.config
+    first = None
+    if start.resync_reason:
+        first = format_event(start.cursor, "resync", encode({"reason": start.resync_reason}))
+    # Everything the stream needs is known now: give the database connection back
+    # before holding this request open for minutes.
+    db.session.remove()
+    events = sse_events(
+        get_hub(config["REDIS_URL"]),
+        stream_key(conversation_id),
+        start.cursor,
+        config["SSE_HEARTBEAT_SECONDS"],
+        config["SSE_MAX_SECONDS"],
+        first_event=first,
+    )
+    return Response(
+        events,
+        status=200,
+        mimetype="text/event-stream",
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        },
+    )

@@ -1,0 +1,104 @@
+"""The Groq client: one per process, streaming chat completions with tools.
+
+The SDK's own retries are off: the run loop retries only before the first token
+(after that a retry would repeat text the visitor already saw). Its HTTP pool is
+sized for a gevent worker running many runs at once, with few keep-alive
+connections, since the pool's bookkeeping grows with their number.
+"""
+
+import threading
+from dataclasses import dataclass, field
+
+import groq
+import httpx
+from flask import current_app
+
+_client: groq.Groq | None = None
+_client_key: tuple | None = None
+_lock = threading.Lock()
+
+
+class LLMUnavailable(Exception):
+    """The model could not be reached; `code` says why (no_api_key, rate_limited, ...)."""
+
+    def __init__(self, code: str, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+def get_client() -> groq.Groq:
+    global _client, _client_key
+    config = current_app.config
+    api_key = config.get("GROQ_API_KEY")
+    if not api_key:
+        raise LLMUnavailable(
+            "no_api_key", "GROQ_API_KEY is not set: the assistant cannot reach the model", retryable=False
+        )
+    key = (api_key, config.get("GROQ_BASE_URL"), config["GROQ_TIMEOUT_SECONDS"])
+    with _lock:
+        if _client is None or _client_key != key:
+            _client = groq.Groq(
+                api_key=api_key,
+                base_url=config.get("GROQ_BASE_URL") or None,
+                max_retries=0,
+                timeout=httpx.Timeout(config["GROQ_TIMEOUT_SECONDS"], connect=10.0),
+                http_client=httpx.Client(
+                    limits=httpx.Limits(max_connections=2000, max_keepalive_connections=20),
+                    timeout=httpx.Timeout(config["GROQ_TIMEOUT_SECONDS"], connect=10.0),
+                ),
+            )
+            _client_key = key
+        return _client
+
+
+@dataclass
+class ToolCallAccumulator:
+    """Collects tool-call deltas by index (Groq sends each whole, but may not always)."""
+
+    calls: dict[int, dict] = field(default_factory=dict)
+
+    def add(self, tool_call_deltas) -> None:
+        for delta in tool_call_deltas:
+            call = self.calls.setdefault(delta.index, {"id": None, "name": "", "arguments": ""})
+            if delta.id:
+                call["id"] = delta.id
+            if delta.function is not None:
+                if delta.function.name:
+                    call["name"] += delta.function.name
+                if delta.function.arguments:
+                    call["arguments"] += delta.function.arguments
+
+    def ordered(self) -> list[dict]:
+        return [self.calls[i] for i in sorted(self.calls)]
+
+
+def classify_error(exc: Exception) -> LLMUnavailable:
+    """Maps SDK and transport errors to a stable code for the run's `error`."""
+    if isinstance(exc, LLMUnavailable):
+        return exc
+    if isinstance(exc, groq.RateLimitError):
+        return LLMUnavailable("rate_limited", "The model provider is rate limiting requests")
+    if isinstance(exc, groq.AuthenticationError):
+        return LLMUnavailable("auth_failed", "The model provider rejected the API key", retryable=False)
+    if isinstance(exc, groq.APIStatusError):
+        retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
+        return LLMUnavailable(
+            f"llm_http_{exc.status_code}",
+            f"The model provider answered {exc.status_code}",
+            retryable=retryable,
+        )
+    if isinstance(exc, groq.APITimeoutError | httpx.TimeoutException):
+        return LLMUnavailable("llm_timeout", "The model provider timed out")
+    if isinstance(exc, groq.APIConnectionError | httpx.TransportError):
+        return LLMUnavailable("llm_connection", "The connection to the model provider failed")
+    return LLMUnavailable("llm_error", f"The model call failed ({type(exc).__name__})")
+
+
+def is_tool_use_failed(exc: Exception) -> bool:
+    if not isinstance(exc, groq.BadRequestError):
+        return False
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    return isinstance(error, dict) and error.get("code") == "tool_use_failed"

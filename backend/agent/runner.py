@@ -1,0 +1,261 @@
+"""The run loop: claim a run, stream the model's reply into the conversation's
+Redis Stream, execute tool calls, and save the reply exactly once.
+
+Failure rules: an LLM error before any text reached the visitor is retried with
+backoff, then answered in degraded mode (a reply built from the workspace's own
+data); an error after text was streamed emits `error`, then `message_end` with
+what was streamed, which is saved. A cancel request stops the stream at the
+next chunk and saves the partial reply.
+"""
+
+import json
+import logging
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+from flask import current_app
+from sqlalchemy import select
+
+from backend import metrics
+from backend.agent import llm
+from backend.agent.context import AgentContext, load_agent_context
+from backend.agent.degraded import build_degraded_reply, chunk_text_for_stream
+from backend.agent.prompt import HistoryItem, build_chat_messages
+from backend.agent.tools import TOOL_SPECS, execute_tool
+from backend.extensions import db
+from backend.logs import run_log
+from backend.models import ConversationMessage
+from backend.services import runs
+from backend.streams import RunPublisher, cancel_key
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Heartbeat:
+    """Touches the run's heartbeat from a side thread (a greenlet under gevent) while it runs."""
+
+    def __init__(self, run_id: uuid.UUID, interval: float):
+        self._engine = db.engine
+        self._run_id, self._interval = run_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run_id}")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                runs.touch_heartbeat(self._engine, self._run_id)
+            except Exception:  # a missed beat is retried; a long outage makes the run stale
+                log.warning("heartbeat failed for run %s", self._run_id, exc_info=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+
+def load_history(claim: runs.ClaimedRun, limit: int) -> list[HistoryItem]:
+    """Messages up to and including the run's own visitor message, oldest first."""
+    user_message = db.session.get(ConversationMessage, claim.user_message_id)
+    rows = db.session.execute(
+        select(ConversationMessage.role, ConversationMessage.content)
+        .where(
+            ConversationMessage.conversation_id == claim.conversation_id,
+            ConversationMessage.timestamp <= user_message.timestamp,
+        )
+        .order_by(ConversationMessage.timestamp.desc())
+        .limit(limit)
+    ).all()
+    return [HistoryItem(role, content) for role, content in reversed(rows)]
+
+
+class Generation:
+    """One run's conversation with the model, streamed through a RunPublisher."""
+
+    def __init__(self, ctx: AgentContext, messages: list[dict], publisher: RunPublisher, run_id):
+        config = current_app.config
+        self.ctx, self.messages, self.publisher = ctx, messages, publisher
+        self.cancel_key = cancel_key(run_id)
+        self.model = config["TEXT_MODEL_NAME"]
+        self.temperature = config["MODEL_TEMPERATURE"]
+        self.max_rounds = config["AGENT_MAX_TOOL_ROUNDS"]
+        self.attempts = 1 + config["GROQ_MAX_RETRIES"]
+        self.backoff = config["GROQ_RETRY_BACKOFF_SECONDS"]
+        self.text: list[str] = []
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self.tool_calls: list[str] = []
+        self.started = time.monotonic()
+        self.ttft: float | None = None
+
+    def run(self) -> runs.Outcome:
+        use_tools = True
+        for round_no in range(self.max_rounds + 1):
+            offer_tools = use_tools and round_no < self.max_rounds
+            try:
+                calls = self._round_with_retries(offer_tools)
+            except llm.LLMUnavailable as exc:
+                if llm.is_tool_use_failed(exc.__cause__) and offer_tools:
+                    use_tools = False  # Groq could not parse the model's tool call: once more, no tools
+                    try:
+                        calls = self._round_with_retries(False)
+                    except llm.LLMUnavailable as again:
+                        return self._failed(again)
+                else:
+                    return self._failed(exc)
+            except Cancelled:
+                return self._outcome("cancelled")
+            if not calls:
+                break
+            self._run_tools(calls)
+        return self._outcome("completed")
+
+    def _round_with_retries(self, offer_tools: bool) -> list[dict]:
+        for attempt in range(self.attempts):
+            try:
+                return self._round(offer_tools)
+            except (Cancelled, llm.LLMUnavailable):
+                raise
+            except Exception as exc:
+                error = llm.classify_error(exc)
+                error.__cause__ = exc
+                # Retrying after text reached the visitor would repeat it.
+                if self.text or not error.retryable or llm.is_tool_use_failed(exc):
+                    raise error from exc
+                if attempt == self.attempts - 1:
+                    raise error from exc
+                time.sleep(self.backoff * (2**attempt))
+        raise AssertionError("unreachable")
+
+    def _round(self, offer_tools: bool) -> list[dict]:
+        client = llm.get_client()
+        extra = {"tools": TOOL_SPECS, "tool_choice": "auto"} if offer_tools else {}
+        stream = client.chat.completions.create(
+            model=self.model, messages=self.messages, temperature=self.temperature, stream=True, **extra
+        )
+        calls = llm.ToolCallAccumulator()
+        round_text: list[str] = []
+        try:
+            for chunk in stream:
+                if chunk.choices:
+                    delta = chunk.choices[0].delta
+                    if delta.content:
+                        if self.ttft is None:
+                            self.ttft = time.monotonic() - self.started
+                        self.text.append(delta.content)
+                        round_text.append(delta.content)
+                        if self.publisher.delta_and_check(delta.content, self.cancel_key):
+                            raise Cancelled()
+                    if delta.tool_calls:
+                        calls.add(delta.tool_calls)
+                x_groq = getattr(chunk, "x_groq", None)
+                if x_groq is not None and getattr(x_groq, "usage", None) is not None:
+                    self._add_usage(x_groq.usage)
+        finally:
+            stream.close()
+        ordered = calls.ordered()
+        if ordered:
+            self.messages.append(
+                {
+                    "role": "assistant",
+                    "content": "".join(round_text) or None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": c["arguments"]},
+                        }
+                        for c in ordered
+                    ],
+                }
+            )
+        return ordered
+
+    def _run_tools(self, calls: list[dict]) -> None:
+        for index, call in enumerate(calls):
+            call_id = call["id"] or f"call_{index}"
+            call["id"] = call_id
+            try:
+                shown_args = json.loads(call["arguments"] or "{}")
+            except ValueError:
+                shown_args = call["arguments"]
+            self.publisher.tool_call(call_id, call["name"], shown_args)
+            result = execute_tool(self.ctx, call["name"], call["arguments"])
+            self.tool_calls.append(call["name"])
+            self.publisher.tool_result(call_id, call["name"], result.status, result.data, result.error)
+            self.messages.append(
+                {"role": "tool", "tool_call_id": call_id, "content": result.as_tool_message_content()}
+            )
+
+    def _add_usage(self, usage) -> None:
+        for key in self.usage:
+            self.usage[key] += getattr(usage, key, 0) or 0
+
+    def _failed(self, error: llm.LLMUnavailable) -> runs.Outcome:
+        error_info = {"code": error.code, "message": error.message}
+        if self.text:  # the visitor already saw part of a reply: keep it, say it broke
+            self.publisher.error(error.code, error.message)
+            return self._outcome("failed", error=error_info)
+        degraded_text = build_degraded_reply(self.ctx)
+        for piece in chunk_text_for_stream(degraded_text):
+            self.publisher.delta(piece)
+            self.text.append(piece)
+        if self.ttft is None:
+            self.ttft = time.monotonic() - self.started
+        return self._outcome("completed", error=error_info, degraded=True)
+
+    def _outcome(self, status: str, error: dict | None = None, degraded: bool = False) -> runs.Outcome:
+        meta = {
+            "model": self.model,
+            "usage": dict(self.usage),
+            "ttft_ms": round(self.ttft * 1000, 1) if self.ttft is not None else None,
+            "latency_ms": round((time.monotonic() - self.started) * 1000, 1),
+            "tool_calls": list(self.tool_calls),
+            "degraded": degraded,
+        }
+        return runs.Outcome(status, "".join(self.text), meta, error, degraded)
+
+
+def execute_run(run_id: uuid.UUID) -> None:
+    """Runs one agent run end to end; a no-op when it is not (or not yet) this run's turn."""
+    claim = runs.claim_run(run_id)
+    if claim is None:
+        return
+    step_log = run_log(claim.run_id, claim.conversation_id, claim.workspace_id)
+    step_log.info("run.started", extra={"attempt": claim.attempt})
+    config = current_app.config
+    ctx = load_agent_context(claim.workspace_id)
+    history = load_history(claim, config["AGENT_HISTORY_MESSAGES"])
+    messages = build_chat_messages(ctx, history, datetime.now(UTC))
+    db.session.close()  # no connection held while the model streams
+    publisher = RunPublisher(claim.conversation_id, claim.run_id, claim.reply_message_id)
+    runs.record_first_event(claim.run_id, publisher.message_start())
+    generation = Generation(ctx, messages, publisher, claim.run_id)
+    with Heartbeat(claim.run_id, config["RUN_HEARTBEAT_SECONDS"]):
+        outcome = generation.run()
+    finished, next_run = runs.finish_run(claim, outcome)
+    if finished:
+        publisher.message_end(outcome.text, outcome.status, outcome.degraded, outcome.meta["usage"])
+    duration = time.monotonic() - generation.started
+    metrics.record_run_finished(outcome.status, duration, generation.ttft, outcome.degraded)
+    metrics.record_events_published(publisher.count)
+    step_log.info(
+        "run.finished",
+        extra={
+            "status": outcome.status,
+            "duration_ms": round(duration * 1000, 1),
+            "degraded": outcome.degraded,
+            "ttft_ms": outcome.meta["ttft_ms"],
+            "saved": finished,
+        },
+    )
+    if next_run is not None:
+        from backend.tasks import enqueue_run
+
+        enqueue_run(next_run)

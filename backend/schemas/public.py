@@ -1,0 +1,88 @@
+"""Schemas of the public chat API (anonymous visitors)."""
+
+from marshmallow import ValidationError, fields, validate
+
+from backend.schemas.common import BaseSchema, UTCDateTimeArg
+
+MAX_CONTENT_CHARS = 4000
+
+
+class PublicServiceSchema(BaseSchema):
+    id = fields.UUID()
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    format = fields.String(allow_none=True)
+    duration_minutes = fields.Integer(allow_none=True)
+    starting_price = fields.Decimal(as_string=True, places=2, allow_none=True)
+    currency = fields.String()
+
+
+class PublicWorkspaceSchema(BaseSchema):
+    handle = fields.String()
+    public_name = fields.String(allow_none=True)
+    subtitle = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    profile_image_url = fields.String(allow_none=True)
+    services = fields.List(fields.Nested(PublicServiceSchema))
+
+
+class ConversationCreateSchema(BaseSchema):
+    workspace_handle = fields.String(required=True, validate=validate.Length(min=1, max=63))
+    visitor_name = fields.String(allow_none=True, validate=validate.Length(max=255))
+
+
+class ConversationCreatedSchema(BaseSchema):
+    conversation_id = fields.UUID()
+    visitor_token = fields.String()
+    created_at = fields.DateTime()
+
+
+def _trimmed_length(value: str) -> None:
+    if not 1 <= len(value.strip()) <= MAX_CONTENT_CHARS:
+        raise ValidationError(f"Must be 1 to {MAX_CONTENT_CHARS} characters after trimming.")
+
+
+class VisitorMessageCreateSchema(BaseSchema):
+    content = fields.String(required=True, validate=_trimmed_length)
+    idempotency_key = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
+    role = fields.String(load_default="user", validate=validate.OneOf(["user"]))
+
+
+class ChatMessageSchema(BaseSchema):
+    id = fields.UUID()
+    conversation_id = fields.UUID()
+    role = fields.String()
+    content = fields.String()
+    timestamp = fields.DateTime()
+    created_at = fields.DateTime()
+    run_id = fields.UUID(allow_none=True)
+    meta = fields.Dict()
+
+
+class RunSchema(BaseSchema):
+    id = fields.UUID()
+    conversation_id = fields.UUID()
+    user_message_id = fields.UUID()
+    status = fields.String()
+    reply_message_id = fields.UUID(allow_none=True)
+    error = fields.Dict(allow_none=True)
+    degraded = fields.Boolean()
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class MessagePostedSchema(BaseSchema):
+    message = fields.Nested(ChatMessageSchema)
+    run = fields.Nested(RunSchema)
+    stream_cursor = fields.String()
+
+
+class MessagesQueryArgs(BaseSchema):
+    since = UTCDateTimeArg(load_default=None)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class MessagesPageSchema(BaseSchema):
+    messages = fields.List(fields.Nested(ChatMessageSchema))
+    next_since = fields.DateTime(allow_none=True)

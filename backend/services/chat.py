@@ -1,0 +1,180 @@
+"""The public chat: anonymous visitors, their conversations, messages and runs.
+
+A visitor holds a bearer secret per conversation (the visitor token); only its
+sha256 is stored. Posting a message writes the message and its queued run in
+one transaction; the caller enqueues the run after the commit.
+"""
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from backend.errors import AppError, Conflict, Unauthorized, not_found
+from backend.extensions import db
+from backend.models import AgentRun, Conversation, ConversationMessage, Workspace, WorkspaceService
+from backend.services import runs
+from backend.services.messages import append_message, lock_conversation
+from backend.streams import cursor_is_lost, id_before, is_valid_id, last_entry_id
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def active_workspace(handle: str) -> Workspace:
+    workspace = db.session.execute(
+        select(Workspace).where(Workspace.handle == handle.lower(), Workspace.is_active.is_(True))
+    ).scalar_one_or_none()
+    if workspace is None:
+        raise not_found("Workspace")
+    return workspace
+
+
+def public_profile(handle: str) -> dict:
+    workspace = active_workspace(handle)
+    services = db.session.execute(
+        select(WorkspaceService)
+        .where(WorkspaceService.workspace_id == workspace.id, WorkspaceService.is_active.is_(True))
+        .order_by(WorkspaceService.sort_order, WorkspaceService.name)
+    ).scalars()
+    return {
+        "handle": workspace.handle,
+        "public_name": workspace.public_name or workspace.name,
+        "subtitle": workspace.subtitle,
+        "description": workspace.description,
+        "profile_image_url": workspace.profile_image_url,
+        "services": list(services),
+    }
+
+
+def start_conversation(handle: str, visitor_name: str | None) -> tuple[Conversation, str]:
+    workspace = active_workspace(handle)
+    token = secrets.token_urlsafe(32)
+    conversation = Conversation(
+        workspace_id=workspace.id,
+        visitor_name=(visitor_name or "").strip() or None,
+        channel="web_public",
+        status="active",
+        tags=[],
+        visitor_token_hash=_token_hash(token),
+    )
+    db.session.add(conversation)
+    db.session.commit()
+    return conversation, token
+
+
+def authorize_visitor(conversation_id: uuid.UUID, token: str | None) -> Conversation:
+    """The conversation, if it exists (404) and the token is its visitor token (401)."""
+    conversation = db.session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise not_found("Conversation")
+    expected = conversation.visitor_token_hash
+    if not token or not expected or not hmac.compare_digest(_token_hash(token), expected):
+        raise Unauthorized("Missing or invalid visitor token")
+    return conversation
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    message: ConversationMessage
+    run: AgentRun
+    created: bool
+
+
+def _replay(conversation_id, idempotency_key: str, content: str) -> PostedMessage | None:
+    message = db.session.execute(
+        select(ConversationMessage).where(
+            ConversationMessage.conversation_id == conversation_id,
+            ConversationMessage.idempotency_key == idempotency_key,
+        )
+    ).scalar_one_or_none()
+    if message is None:
+        return None
+    if message.content != content:
+        raise Conflict("This idempotency_key was already used for a different message")
+    run = db.session.execute(select(AgentRun).where(AgentRun.user_message_id == message.id)).scalar_one()
+    return PostedMessage(message, run, created=False)
+
+
+def post_visitor_message(conversation_id, content: str, idempotency_key: str | None) -> PostedMessage:
+    """Saves a visitor message and its queued run; the same idempotency key replays them."""
+    content = content.strip()
+    conversation = lock_conversation(conversation_id)
+    if idempotency_key:
+        replay = _replay(conversation_id, idempotency_key, content)
+        if replay is not None:
+            db.session.commit()
+            return replay
+    message = append_message(conversation, "user", content, idempotency_key=idempotency_key)
+    run = runs.create_run(conversation, message)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent post with the same key won the race (possible without row locks, e.g. SQLite).
+        db.session.rollback()
+        replay = _replay(conversation_id, idempotency_key, content) if idempotency_key else None
+        if replay is None:
+            raise
+        return replay
+    return PostedMessage(message, run, created=True)
+
+
+def list_messages(conversation_id, since: datetime | None, limit: int) -> dict:
+    query = select(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id)
+    if since is not None:
+        query = query.where(ConversationMessage.timestamp > since)
+    messages = list(db.session.execute(query.order_by(ConversationMessage.timestamp).limit(limit)).scalars())
+    next_since = messages[-1].timestamp if messages else since
+    return {"messages": messages, "next_since": next_since}
+
+
+def cursor_for_run(run: AgentRun) -> str:
+    """A cursor from which a stream shows this run from its first event."""
+    return id_before(run.first_event_id) if run.first_event_id else last_entry_id(run.conversation_id)
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    cursor: str
+    resync_reason: str | None = None
+
+
+def stream_start(conversation_id, requested_cursor: str | None) -> StreamStart:
+    """Where a visitor's stream starts (API.md): after their cursor, else at the oldest
+    unfinished run's first event, else live. A cursor past what is kept means resync."""
+    if requested_cursor:
+        if not is_valid_id(requested_cursor):
+            raise AppError(
+                "Invalid last event id",
+                status_code=422,
+                errors={"last_event_id": ["Must be a stream entry id like 1700000000000-0."]},
+            )
+        if cursor_is_lost(conversation_id, requested_cursor):
+            return StreamStart(last_entry_id(conversation_id), "cursor_expired")
+        return StreamStart(requested_cursor)
+    run = runs.oldest_unfinished_run(conversation_id)
+    if run is not None and run.first_event_id:
+        return StreamStart(id_before(run.first_event_id))
+    return StreamStart(last_entry_id(conversation_id))
+
+
+def cancel_run(conversation_id, run_id) -> AgentRun:
+    """Cancels a run: a queued one ends now (its `message_end` says cancelled), a running
+    one is flagged and its worker stops within a chunk."""
+    from backend.streams import RunPublisher
+    from backend.tasks import enqueue_run
+
+    run, next_run = runs.request_cancel(conversation_id, run_id)
+    if run.status == "cancelled":
+        RunPublisher(conversation_id, run.id, runs.reply_message_id(run.id)).message_end(
+            "", "cancelled", False, None
+        )
+    if next_run is not None:
+        enqueue_run(next_run)
+    return run

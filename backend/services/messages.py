@@ -1,0 +1,58 @@
+"""Appending messages to a conversation: the one place that orders them.
+
+Every message gets a timestamp strictly later than the conversation's previous
+one, taken while the conversation row is locked, so `since` paging (exclusive)
+never skips or repeats a message even when two arrive in the same microsecond.
+"""
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from backend.errors import not_found
+from backend.extensions import db
+from backend.models import Conversation, ConversationMessage
+from backend.models.types import utcnow
+
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def lock_conversation(conversation_id: uuid.UUID) -> Conversation:
+    """Loads the conversation FOR UPDATE (a no-op lock on SQLite, which serialises writers)."""
+    conversation = db.session.execute(
+        select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+    ).scalar_one_or_none()
+    if conversation is None:
+        raise not_found("Conversation")
+    return conversation
+
+
+def append_message(
+    conversation: Conversation,
+    role: str,
+    content: str,
+    *,
+    message_id: uuid.UUID | None = None,
+    idempotency_key: str | None = None,
+    run_id: uuid.UUID | None = None,
+    meta: dict | None = None,
+) -> ConversationMessage:
+    """Adds a message to a conversation the caller has locked; the caller commits."""
+    now = utcnow()
+    previous = conversation.last_message_at
+    timestamp = now if previous is None or now > previous else previous + ONE_MICROSECOND
+    message = ConversationMessage(
+        id=message_id or uuid.uuid4(),
+        conversation_id=conversation.id,
+        role=role,
+        content=content,
+        timestamp=timestamp,
+        created_at=now,
+        idempotency_key=idempotency_key,
+        run_id=run_id,
+        meta=meta or {},
+    )
+    db.session.add(message)
+    conversation.last_message_at = timestamp
+    return message

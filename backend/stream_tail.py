@@ -1,0 +1,184 @@
+"""Tailing conversation streams for Server-Sent Events: many visitors, few connections.
+
+Each process has one StreamHub: a background thread (a greenlet under gunicorn's
+gevent worker, which patches threading) that runs ONE `XREAD BLOCK` over every
+stream some visitor watches and hands the entries to the visitors' queues. So
+500 visitors cost one blocking Redis connection, not 500 (redis-py pools cap at
+100). The hub only moves forward from ids it has read ("never tail from $"), and
+every visitor drops ids it already sent, so a late subscriber's backlog and the
+live feed can overlap but never leave a gap.
+"""
+
+import logging
+import queue
+import threading
+import time
+import uuid
+
+import redis
+
+from backend import metrics
+from backend.streams import ZERO_ID, parse_id
+
+log = logging.getLogger(__name__)
+
+
+class Subscription:
+    def __init__(self, key: str, cursor: str):
+        self.key = key
+        self.cursor = cursor
+        self.backlog: list | None = None
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+
+    def next_batch(self, timeout: float) -> list | None:
+        if self.backlog:
+            batch, self.backlog = self.backlog, None
+            return batch
+        try:
+            return self.queue.get(timeout=max(timeout, 0))
+        except queue.Empty:
+            return None
+
+
+class StreamHub:
+    def __init__(self, redis_url: str, block_ms: int = 10_000, batch: int = 500):
+        self.block_ms = block_ms
+        self.batch = batch
+        # The blocking connection's socket timeout must outlast the block time.
+        self._reader = redis.Redis.from_url(
+            redis_url, decode_responses=True, socket_timeout=block_ms / 1000 + 10
+        )
+        self._short = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
+        self._lock = threading.Lock()
+        self._subs: dict[str, set[Subscription]] = {}
+        self._cursors: dict[str, str] = {}
+        self._has_work = threading.Event()
+        self._wake_key = f"sse:wake:{uuid.uuid4().hex}"
+        self._wake_cursor = ZERO_ID
+        self._thread: threading.Thread | None = None
+
+    def subscribe(self, key: str, cursor: str) -> Subscription:
+        sub = Subscription(key, cursor)
+        with self._lock:
+            self._subs.setdefault(key, set()).add(sub)
+            hub_cursor = self._cursors.get(key)
+            if hub_cursor is None:
+                self._cursors[key] = cursor
+            self._ensure_thread()
+        if hub_cursor is None:
+            self._wake()
+        elif parse_id(hub_cursor) > parse_id(cursor):
+            # The hub already read past this visitor's cursor: fetch the part it missed.
+            sub.backlog = self._short.xrange(key, min="(" + cursor, max=hub_cursor)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.key]
+                    del self._cursors[sub.key]
+
+    def watched_streams(self) -> int:
+        with self._lock:
+            return len(self._cursors)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="stream-hub", daemon=True)
+            self._thread.start()
+
+    def _wake(self) -> None:
+        """Interrupts the hub's blocking read so it starts watching a new stream now."""
+        self._has_work.set()
+        pipe = self._short.pipeline(transaction=False)
+        pipe.xadd(self._wake_key, {"w": "1"}, maxlen=10, approximate=False)
+        pipe.expire(self._wake_key, 60)
+        pipe.execute()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                streams = dict(self._cursors)
+                if not streams:
+                    self._has_work.clear()
+            if not streams:
+                self._has_work.wait()
+                continue
+            streams[self._wake_key] = self._wake_cursor
+            try:
+                result = self._reader.xread(streams, count=self.batch, block=self.block_ms)
+            except redis.RedisError:
+                log.exception("stream hub read failed; retrying")
+                time.sleep(0.5)
+                continue
+            for key, entries in result or []:
+                if key == self._wake_key:
+                    self._wake_cursor = entries[-1][0]
+                    continue
+                with self._lock:
+                    if key not in self._cursors:
+                        continue
+                    self._cursors[key] = entries[-1][0]
+                    subs = list(self._subs.get(key, ()))
+                for sub in subs:
+                    sub.queue.put(entries)
+
+
+_hub: StreamHub | None = None
+_hub_lock = threading.Lock()
+
+
+def get_hub(redis_url: str) -> StreamHub:
+    global _hub
+    with _hub_lock:
+        if _hub is None:
+            _hub = StreamHub(redis_url)
+        return _hub
+
+
+def format_event(entry_id: str, event: str, data: str) -> str:
+    return f"id: {entry_id}\nevent: {event}\ndata: {data}\n\n"
+
+
+def sse_events(
+    hub: StreamHub,
+    key: str,
+    cursor: str,
+    heartbeat: float,
+    max_seconds: float,
+    first_event: str | None = None,
+):
+    """Yields SSE text from `cursor` on; a `: ping` comment after `heartbeat` idle seconds."""
+    metrics.sse_stream_opened()
+    sub = hub.subscribe(key, cursor)
+    last = parse_id(cursor)
+    try:
+        yield first_event or ": connected\n\n"
+        started = last_sent = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - started >= max_seconds:
+                return
+            wait = min(last_sent + heartbeat - now, started + max_seconds - now)
+            batch = sub.next_batch(wait)
+            if batch is None:
+                if time.monotonic() - last_sent >= heartbeat:
+                    yield ": ping\n\n"
+                    last_sent = time.monotonic()
+                continue
+            out = []
+            for entry_id, fields in batch:
+                entry = parse_id(entry_id)
+                if entry <= last:
+                    continue
+                last = entry
+                out.append(format_event(entry_id, fields["e"], fields["d"]))
+            if out:
+                yield "".join(out)
+                last_sent = time.monotonic()
+    finally:
+        hub.unsubscribe(sub)
+        metrics.sse_stream_closed()
