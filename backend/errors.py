@@ -110,7 +110,8 @@ def http_error_response(error: HTTPException):
     if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
     detail = data.get("message") if isinstance(data.get("message"), str) else None
-    if status == 400 and detail is None and "JSON" in (error.description or ""):
+    # webargs reports an unparsable body as messages={"json": ["Invalid JSON body."]}.
+    if status == 400 and detail is None and "JSON" in (error.description or "") + str(data.get("messages")):
         detail = "Malformed JSON body"
     if detail is None:
         detail = DEFAULT_DETAILS.get(status) or (error.description or error.name)
