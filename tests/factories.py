@@ -1,11 +1,20 @@
 """Test data factories: they write through the models and return them."""
 
 import itertools
+import uuid
 
 from backend.auth import issue_access_token
 from backend.extensions import db
-from backend.models import User
+from backend.models import (
+    Conversation,
+    ConversationMessage,
+    SchedulingConnector,
+    User,
+    Workspace,
+    WorkspaceService,
+)
 from backend.security import hash_password
+from backend.services.messages import append_message
 
 _seq = itertools.count(1)
 DEFAULT_PASSWORD = "correct-horse-battery"
@@ -27,3 +36,88 @@ def make_user(email: str | None = None, password: str = DEFAULT_PASSWORD, **fiel
 
 def auth_headers(user: User) -> dict:
     return {"Authorization": f"Bearer {issue_access_token(user)}"}
+
+
+def make_workspace(owner: User | None = None, **fields) -> Workspace:
+    """A workspace for `owner` (a new user when omitted), with a unique handle."""
+    owner = owner or make_user()
+    workspace = Workspace(
+        owner_id=owner.id,
+        handle=fields.pop("handle", f"ws-{next(_seq)}-{uuid.uuid4().hex[:6]}"),
+        name=fields.pop("name", "Test Workspace"),
+        type=fields.pop("type", "individual"),
+        tone=fields.pop("tone", "professional"),
+        timezone=fields.pop("timezone", "UTC"),
+        is_active=fields.pop("is_active", True),
+        **fields,
+    )
+    db.session.add(workspace)
+    db.session.commit()
+    return workspace
+
+
+def make_service(workspace: Workspace, **fields) -> WorkspaceService:
+    service = WorkspaceService(
+        workspace_id=workspace.id,
+        name=fields.pop("name", f"Service {next(_seq)}"),
+        currency=fields.pop("currency", "USD"),
+        is_active=fields.pop("is_active", True),
+        sort_order=fields.pop("sort_order", 0),
+        **fields,
+    )
+    db.session.add(service)
+    db.session.commit()
+    return service
+
+
+def make_connector(workspace: Workspace, **fields) -> SchedulingConnector:
+    """An inactive Calendly connector by default (pass is_active=True for the active one)."""
+    connector = SchedulingConnector(
+        workspace_id=workspace.id,
+        type=fields.pop("type", "calendly"),
+        config=fields.pop("config", {"link": f"https://calendly.com/user{next(_seq)}/intro"}),
+        is_active=fields.pop("is_active", False),
+        **fields,
+    )
+    db.session.add(connector)
+    db.session.commit()
+    return connector
+
+
+def make_conversation(workspace: Workspace, **fields) -> Conversation:
+    conversation = Conversation(
+        workspace_id=workspace.id,
+        channel=fields.pop("channel", "web"),
+        status=fields.pop("status", "active"),
+        tags=fields.pop("tags", []),
+        human_time_saved_minutes=fields.pop("human_time_saved_minutes", 0),
+        **fields,
+    )
+    db.session.add(conversation)
+    db.session.commit()
+    return conversation
+
+
+def make_message(
+    conversation: Conversation, role: str = "user", content: str = "Hello", **fields
+) -> ConversationMessage:
+    """Appends through services.messages (strictly increasing timestamps), unless
+    `timestamp` is given, which is stored as is (for dated analytics data)."""
+    timestamp = fields.pop("timestamp", None)
+    if timestamp is None:
+        message = append_message(conversation, role, content, **fields)
+    else:
+        message = ConversationMessage(
+            conversation_id=conversation.id,
+            role=role,
+            content=content,
+            timestamp=timestamp,
+            created_at=fields.pop("created_at", timestamp),
+            meta=fields.pop("meta", {}),
+            **fields,
+        )
+        db.session.add(message)
+        if conversation.last_message_at is None or timestamp > conversation.last_message_at:
+            conversation.last_message_at = timestamp
+    db.session.commit()
+    return message

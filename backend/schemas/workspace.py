@@ -1,0 +1,123 @@
+"""Workspace schemas, and the rules for handles and time zones they validate."""
+
+import re
+import zoneinfo
+from functools import lru_cache
+
+from marshmallow import Schema, ValidationError, fields
+from marshmallow.validate import Length, OneOf, Range
+
+from backend.models.workspace import TONES, WORKSPACE_TYPES
+from backend.schemas.common import BaseSchema, not_blank, page_schema
+
+HANDLE_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+HANDLE_MIN, HANDLE_MAX = 3, 63
+# Handles become public URLs (/<handle>), so names of our own paths are kept back.
+RESERVED_HANDLES = frozenset(
+    {
+        "about", "account", "admin", "administrator", "api", "app", "apps", "assets", "auth",
+        "billing", "blog", "chat", "conversations", "dashboard", "docs", "help", "home",
+        "internal", "login", "logout", "me", "metrics", "new", "null", "openapi", "public",
+        "register", "reset-password", "root", "settings", "signup", "static", "status",
+        "support", "system", "undefined", "user", "users", "widget", "workspace",
+        "workspaces", "www",
+    }
+)  # fmt: skip
+
+
+def handle_problem(value: str) -> str | None:
+    """Why `value` cannot be a handle, or None when it can."""
+    if not HANDLE_MIN <= len(value) <= HANDLE_MAX:
+        return f"Handle must be {HANDLE_MIN} to {HANDLE_MAX} characters long."
+    if not HANDLE_RE.match(value):
+        return "Handle may contain lowercase letters, digits and single hyphens between them."
+    if value in RESERVED_HANDLES:
+        return f"Handle '{value}' is reserved."
+    return None
+
+
+def validate_handle(value: str) -> None:
+    problem = handle_problem(value)
+    if problem:
+        raise ValidationError(problem)
+
+
+@lru_cache(maxsize=1)
+def iana_timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_timezone(value: str) -> None:
+    if value not in iana_timezones():
+        raise ValidationError("Not a known IANA time zone (e.g. 'Europe/Madrid', 'UTC').")
+
+
+def _url(**kwargs) -> fields.Url:
+    return fields.Url(schemes={"http", "https"}, validate=Length(max=2048), **kwargs)
+
+
+class WorkspaceUpdateSchema(BaseSchema):
+    handle = fields.String(validate=validate_handle)
+    name = fields.String(validate=[Length(min=1, max=255), not_blank])
+    type = fields.String(validate=OneOf(WORKSPACE_TYPES))
+    tone = fields.String(validate=OneOf(TONES))
+    timezone = fields.String(validate=validate_timezone)
+    # No length cap of its own: the 1 MiB request limit bounds it.
+    knowledge_base = fields.String(allow_none=True)
+    public_name = fields.String(allow_none=True, validate=Length(max=255))
+    subtitle = fields.String(allow_none=True, validate=Length(max=255))
+    description = fields.String(allow_none=True)
+    profile_image_url = _url(allow_none=True)
+    is_active = fields.Boolean()
+
+
+class WorkspaceCreateSchema(WorkspaceUpdateSchema):
+    """Every field is optional: a missing handle is derived from the owner's email."""
+
+
+class WorkspacePublicSchema(Schema):
+    id = fields.UUID()
+    owner_id = fields.UUID()
+    handle = fields.String()
+    name = fields.String()
+    type = fields.String()
+    tone = fields.String()
+    timezone = fields.String()
+    knowledge_base = fields.String(allow_none=True)
+    public_name = fields.String(allow_none=True)
+    subtitle = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    profile_image_url = fields.String(allow_none=True)
+    is_active = fields.Boolean()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+WorkspacePageSchema = page_schema(WorkspacePublicSchema, "WorkspacePage")
+
+
+class AnalyticsArgsSchema(BaseSchema):
+    days = fields.Integer(load_default=30, validate=Range(min=1, max=365))
+
+
+class AnalyticsCountsSchema(Schema):
+    conversations = fields.Integer()
+    visitor_messages = fields.Integer()
+    assistant_replies = fields.Integer()
+    degraded_replies = fields.Integer()
+    human_time_saved_minutes = fields.Integer()
+    tokens_used = fields.Integer()
+
+
+class AnalyticsDaySchema(AnalyticsCountsSchema):
+    date = fields.Date()
+
+
+class AnalyticsSchema(Schema):
+    workspace_id = fields.UUID()
+    timezone = fields.String()
+    days = fields.Integer()
+    start_date = fields.Date()
+    end_date = fields.Date()
+    totals = fields.Nested(AnalyticsCountsSchema)
+    series = fields.List(fields.Nested(AnalyticsDaySchema))

@@ -1,0 +1,169 @@
+"""Workspaces: one per owner, globally unique handles, the auto-created default,
+and the guard that keeps a workspace with content from being deleted."""
+
+import re
+import unicodedata
+import uuid
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from backend.auth import check_workspace_access
+from backend.errors import BadRequest, Conflict, not_found
+from backend.extensions import db
+from backend.models import Conversation, SchedulingConnector, User, Workspace, WorkspaceService
+from backend.schemas.workspace import HANDLE_MAX, HANDLE_MIN, RESERVED_HANDLES
+
+DEFAULTS = {"name": "My Workspace", "type": "individual", "tone": "professional", "timezone": "UTC"}
+# Room for a "-<n>" collision suffix inside the 63-character limit.
+_BASE_MAX = HANDLE_MAX - 6
+_CREATE_ATTEMPTS = 5
+
+
+def parse_id(value: uuid.UUID | str, thing: str) -> uuid.UUID:
+    """A path id as a UUID; anything else cannot name a row, so it is `<thing> not found`."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise not_found(thing) from exc
+
+
+def get_workspace(workspace_id: uuid.UUID | str) -> Workspace:
+    workspace = db.session.get(Workspace, parse_id(workspace_id, "Workspace"))
+    if workspace is None:
+        raise not_found("Workspace")
+    return workspace
+
+
+def get_accessible_workspace(user: User, workspace_id: uuid.UUID | str) -> Workspace:
+    """The workspace, if `user` owns it or is a superuser (404, then 403)."""
+    workspace = get_workspace(workspace_id)
+    check_workspace_access(user, workspace)
+    return workspace
+
+
+def list_workspaces(skip: int, limit: int) -> tuple[list[Workspace], int]:
+    count = db.session.scalar(select(func.count()).select_from(Workspace))
+    items = db.session.scalars(
+        select(Workspace).order_by(Workspace.created_at, Workspace.id).offset(skip).limit(limit)
+    ).all()
+    return list(items), count
+
+
+def _by_owner(owner_id: uuid.UUID) -> Workspace | None:
+    return db.session.scalars(select(Workspace).where(Workspace.owner_id == owner_id)).first()
+
+
+def _handle_taken(handle: str, except_id: uuid.UUID | None = None) -> bool:
+    query = select(Workspace.id).where(Workspace.handle == handle)
+    if except_id is not None:
+        query = query.where(Workspace.id != except_id)
+    return db.session.execute(query.limit(1)).first() is not None
+
+
+def handle_base_from_email(email: str) -> str:
+    """`jane.doe+x@example.com` -> `jane-doe-x`; short bases are padded to 3 characters."""
+    local = email.split("@", 1)[0]
+    ascii_text = unicodedata.normalize("NFKD", local).encode("ascii", "ignore").decode()
+    base = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    base = base[:_BASE_MAX].rstrip("-") or "owner"
+    return base + "0" * max(0, HANDLE_MIN - len(base))
+
+
+def first_free_handle(base: str) -> str:
+    """`base` itself, else `base-2`, `base-3`... skipping taken and reserved handles."""
+    taken = set(
+        db.session.scalars(
+            select(Workspace.handle).where(or_(Workspace.handle == base, Workspace.handle.like(f"{base}-%")))
+        )
+    )
+    taken |= RESERVED_HANDLES
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def get_or_create_for_user(user: User) -> Workspace:
+    """The user's workspace, created with the defaults on first use.
+
+    Two first calls may race: the loser's INSERT hits the unique owner_id (or
+    handle) index, so it rolls back and re-reads, or retries with a fresh handle.
+    """
+    owner_id, email = user.id, user.email
+    workspace = _by_owner(owner_id)
+    if workspace is not None:
+        return workspace
+    base = handle_base_from_email(email)
+    for _ in range(_CREATE_ATTEMPTS):
+        workspace = Workspace(owner_id=owner_id, handle=first_free_handle(base), **DEFAULTS)
+        db.session.add(workspace)
+        try:
+            db.session.commit()
+            return workspace
+        except IntegrityError:
+            db.session.rollback()
+            existing = _by_owner(owner_id)
+            if existing is not None:
+                return existing
+    raise Conflict("Could not allocate a workspace handle, please retry")
+
+
+def create_workspace(user: User, data: dict) -> Workspace:
+    owner_id = user.id
+    if _by_owner(owner_id) is not None:
+        raise Conflict("User already has a workspace")
+    handle = data.pop("handle", None) or first_free_handle(handle_base_from_email(user.email))
+    if _handle_taken(handle):
+        raise Conflict(f"Handle '{handle}' is already taken")
+    values = {**DEFAULTS, **data}
+    workspace = Workspace(owner_id=owner_id, handle=handle, **values)
+    db.session.add(workspace)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        if _by_owner(owner_id) is not None:
+            raise Conflict("User already has a workspace") from exc
+        raise Conflict(f"Handle '{handle}' is already taken") from exc
+    return workspace
+
+
+def update_workspace(workspace: Workspace, data: dict) -> Workspace:
+    handle = data.get("handle")
+    if handle is not None and handle != workspace.handle and _handle_taken(handle, workspace.id):
+        raise Conflict(f"Handle '{handle}' is already taken")
+    for key, value in data.items():
+        setattr(workspace, key, value)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise Conflict(f"Handle '{handle}' is already taken") from exc
+    return workspace
+
+
+def _content_counts(workspace_id: uuid.UUID) -> dict[str, bool]:
+    def has(model) -> bool:
+        return db.session.scalar(select(exists().where(model.workspace_id == workspace_id)))
+
+    return {
+        "services": has(WorkspaceService),
+        "connectors": has(SchedulingConnector),
+        "conversations": has(Conversation),
+    }
+
+
+def delete_workspace(workspace: Workspace) -> None:
+    """Deletes an empty workspace; one with content is refused, so nothing goes by accident."""
+    present = [name for name, found in _content_counts(workspace.id).items() if found]
+    if present:
+        raise BadRequest(
+            "Workspace still has " + ", ".join(present) + ": delete them before deleting the workspace"
+        )
+    db.session.delete(workspace)
+    db.session.commit()
