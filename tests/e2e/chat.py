@@ -1,0 +1,68 @@
+"""A visitor, as the e2e tests drive one: REST calls plus the event stream."""
+
+import uuid
+
+import requests
+
+from tests.e2e.harness import SSEClient
+
+
+class Visitor:
+    def __init__(self, stack, handle: str, name: str = "Ana"):
+        self.stack = stack
+        response = requests.post(
+            stack.api("/public/conversations"),
+            json={"workspace_handle": handle, "visitor_name": name},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        self.conversation_id = body["conversation_id"]
+        self.token = body["visitor_token"]
+
+    @property
+    def headers(self) -> dict:
+        return {"X-Visitor-Token": self.token}
+
+    def url(self, suffix: str = "") -> str:
+        return self.stack.api(f"/public/conversations/{self.conversation_id}{suffix}")
+
+    def post(self, content: str, idempotency_key: str | None = None) -> requests.Response:
+        body = {"content": content, "idempotency_key": idempotency_key or str(uuid.uuid4())}
+        return requests.post(self.url("/messages"), json=body, headers=self.headers, timeout=10)
+
+    def send(self, content: str) -> dict:
+        response = self.post(content)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def stream(self, last_event_id: str | None = None, header: bool = False, timeout=15) -> SSEClient:
+        params = {"visitor_token": self.token}
+        headers = {}
+        if last_event_id and header:
+            headers["Last-Event-ID"] = last_event_id
+        elif last_event_id:
+            params["last_event_id"] = last_event_id
+        return SSEClient(self.url("/stream"), params=params, headers=headers, timeout=timeout)
+
+    def messages(self, **params) -> list[dict]:
+        response = requests.get(self.url("/messages"), params=params, headers=self.headers, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["messages"]
+
+    def run(self, run_id: str) -> dict:
+        response = requests.get(self.url(f"/runs/{run_id}"), headers=self.headers, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def run_events(events, run_id: str) -> list:
+    return [e for e in events if isinstance(e.data, dict) and e.data.get("run_id") == run_id]
+
+
+def is_end_of(run_id: str):
+    return lambda e: e.event == "message_end" and e.data["run_id"] == run_id
+
+
+def text_of(events) -> str:
+    return "".join(e.data["text_chunk"] for e in events if e.event == "delta")
