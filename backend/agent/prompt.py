@@ -17,6 +17,7 @@ from backend.agent.knowledge import select_knowledge
 
 KB_OPEN, KB_CLOSE = "<knowledge_base>", "</knowledge_base>"
 OWNER_PREFIX = "[Business owner] "
+MIN_FRAGMENT_CHARS = 40
 KB_QUERY_MESSAGES = 3  # how many recent visitor messages choose the knowledge-base excerpts
 
 TONE_INSTRUCTIONS = {
@@ -100,8 +101,8 @@ def history_window(history: list[HistoryItem], max_messages: int, max_chars: int
     remaining -= len(kept_tail[0]["content"])
     later: list[dict] = []
     for message in reversed(tail[1:]):  # after the visitor message: newest first
-        if remaining <= 0:
-            break
+        if len(message["content"]) > remaining and remaining < MIN_FRAGMENT_CHARS:
+            break  # a few truncated characters would only confuse the model
         later.insert(0, _truncated(message, remaining))
         remaining -= len(later[0]["content"])
     kept_older: list[dict] = []

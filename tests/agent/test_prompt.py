@@ -276,3 +276,10 @@ def test_unknown_role_is_rejected():
 def test_empty_history_gives_only_the_system_message():
     messages = build_chat_messages(full_context(), [], NOW)
     assert len(messages) == 1 and messages[0]["role"] == "system"
+
+
+def test_a_tiny_fragment_of_a_later_message_is_not_sent(monkeypatch):
+    monkeypatch.setitem(current_app.config, "AGENT_HISTORY_MAX_CHARS", 110)
+    history = [HistoryItem("user", "Q" * 100), HistoryItem("owner", "A long owner note " * 5)]
+    messages = build_chat_messages(full_context(), history, NOW)[1:]
+    assert messages == [{"role": "user", "content": "Q" * 100}]
