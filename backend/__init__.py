@@ -27,6 +27,9 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config.from_object(config)
     (config() if isinstance(config, type) else config).check()
+    from backend.logs import configure_logging
+
+    configure_logging(app)
 
     from backend import models  # noqa: F401  (models must be known to Flask-Migrate)
 

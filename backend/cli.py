@@ -36,3 +36,6 @@ def register(app: Flask) -> None:
     """Adds the project's commands to `flask`."""
     app.cli.add_command(create_superuser_command)
     app.cli.add_command(init_data_command)
+    from backend.seed import seed_command
+
+    app.cli.add_command(seed_command)

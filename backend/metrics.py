@@ -1,0 +1,317 @@
+"""Prometheus metrics aggregated across processes through Redis.
+
+Workers and web processes write small increments into Redis hashes; whichever
+web process answers `GET /metrics` reads them back, so one scrape shows what
+every process did. Recording never raises: metrics must not break a run.
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from flask import current_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+from sqlalchemy import func, select
+
+from backend.extensions import db, redis_client
+
+log = logging.getLogger(__name__)
+
+PREFIX = "metrics:"
+RUNS_KEY = PREFIX + "runs_total"  # status -> count
+COUNTERS_KEY = PREFIX + "counters"  # name -> count
+HTTP_KEY = PREFIX + "http_requests"  # "METHOD STATUS" -> count
+DURATION_KEY = PREFIX + "run_duration_seconds"  # non-cumulative bucket counts and "sum"
+TTFT_KEY = PREFIX + "run_ttft_seconds"
+SSE_KEY_PREFIX = PREFIX + "sse_active:"  # one integer per process, with a TTL
+
+DURATION_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+TTFT_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+# kombu's Redis transport keeps priorities 3/6/9 in sibling lists of the queue key.
+KOMBU_PRIORITY_SEP = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (3, 6, 9)
+HTTP_FLUSH_SECONDS = 5.0
+
+
+def _bucket_field(value: float, buckets: tuple[float, ...]) -> str:
+    """The smallest bucket holding `value`: stored non-cumulative, one HINCRBY per observation."""
+    for bound in buckets:
+        if value <= bound:
+            return repr(bound)
+    return "+Inf"
+
+
+def record_run_finished(
+    status: str, duration_seconds: float, ttft_seconds: float | None, degraded: bool
+) -> None:
+    """Counts one finished run and observes its duration and time to first token."""
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.hincrby(RUNS_KEY, status, 1)
+        duration = max(float(duration_seconds), 0.0)
+        pipe.hincrby(DURATION_KEY, _bucket_field(duration, DURATION_BUCKETS), 1)
+        pipe.hincrbyfloat(DURATION_KEY, "sum", duration)
+        if ttft_seconds is not None:
+            ttft = max(float(ttft_seconds), 0.0)
+            pipe.hincrby(TTFT_KEY, _bucket_field(ttft, TTFT_BUCKETS), 1)
+            pipe.hincrbyfloat(TTFT_KEY, "sum", ttft)
+        if degraded:
+            pipe.hincrby(COUNTERS_KEY, "degraded_replies", 1)
+        pipe.execute()
+    except Exception:  # noqa: BLE001  (metrics must never fail a run)
+        log.warning("metrics: could not record a finished run", exc_info=True)
+
+
+def record_events_published(count: int) -> None:
+    """Adds the number of stream events one run published."""
+    if count <= 0:
+        return
+    try:
+        redis_client().hincrby(COUNTERS_KEY, "events_published", int(count))
+    except Exception:  # noqa: BLE001
+        log.warning("metrics: could not record published events", exc_info=True)
+
+
+# --- Active SSE streams -------------------------------------------------------
+# Each process owns one Redis key holding its current count, rewritten at every
+# open/close and at scrape. Its TTL outlives the longest stream (SSE_MAX_SECONDS
+# plus slack), so a process that died without closing its streams stops counting
+# once the key expires, while a live process refreshes it at least that often.
+
+_sse_lock = threading.Lock()
+_sse_local = 0
+
+
+def _process_key() -> str:
+    return f"{SSE_KEY_PREFIX}{socket.gethostname()}:{os.getpid()}"
+
+
+def _sse_ttl_seconds() -> int:
+    try:
+        config = current_app.config
+        return int(config["SSE_MAX_SECONDS"] + 2 * config["SSE_HEARTBEAT_SECONDS"] + 60)
+    except (RuntimeError, KeyError):
+        return 420
+
+
+def _sse_publish(count: int) -> None:
+    try:
+        if count > 0:
+            redis_client().set(_process_key(), count, ex=_sse_ttl_seconds())
+        else:
+            redis_client().delete(_process_key())
+    except Exception:  # noqa: BLE001
+        log.warning("metrics: could not publish the SSE stream count", exc_info=True)
+
+
+def _sse_change(delta: int) -> None:
+    global _sse_local
+    with _sse_lock:
+        _sse_local = max(_sse_local + delta, 0)
+        count = _sse_local
+    _sse_publish(count)
+
+
+def sse_stream_opened() -> None:
+    _sse_change(+1)
+
+
+def sse_stream_closed() -> None:
+    _sse_change(-1)
+
+
+# --- HTTP requests ------------------------------------------------------------
+# Counted in process memory and flushed to Redis at most every few seconds, so a
+# request costs no Redis round trip; the tail of a dying process may be lost.
+
+_http_lock = threading.Lock()
+_http_pending: dict[str, int] = {}
+_http_last_flush = time.monotonic()
+
+
+def record_http_request(method: str, status: int) -> None:
+    global _http_last_flush
+    field = f"{method} {status}"
+    with _http_lock:
+        _http_pending[field] = _http_pending.get(field, 0) + 1
+        if time.monotonic() - _http_last_flush < HTTP_FLUSH_SECONDS:
+            return
+    flush_http_requests()
+
+
+def flush_http_requests() -> None:
+    global _http_last_flush
+    with _http_lock:
+        pending = dict(_http_pending)
+        _http_pending.clear()
+        _http_last_flush = time.monotonic()
+    if not pending:
+        return
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for field, count in pending.items():
+            pipe.hincrby(HTTP_KEY, field, count)
+        pipe.execute()
+    except Exception:  # noqa: BLE001
+        log.warning("metrics: could not flush HTTP request counts", exc_info=True)
+
+
+# --- Collection ---------------------------------------------------------------
+
+
+def _histogram(name: str, doc: str, raw: dict, buckets: tuple[float, ...]) -> HistogramMetricFamily:
+    cumulative, pairs = 0, []
+    for bound in buckets:
+        cumulative += int(raw.get(repr(bound), 0))
+        pairs.append((repr(bound), cumulative))
+    cumulative += int(raw.get("+Inf", 0))
+    pairs.append(("+Inf", cumulative))
+    return HistogramMetricFamily(name, doc, buckets=pairs, sum_value=float(raw.get("sum", 0.0)))
+
+
+def _queue_lengths(client, names: list[str]) -> dict[str, int]:
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(name)
+        for step in KOMBU_PRIORITY_STEPS:
+            pipe.llen(f"{name}{KOMBU_PRIORITY_SEP}{step}")
+    pipe.hlen("unacked")
+    values = pipe.execute()
+    width = 1 + len(KOMBU_PRIORITY_STEPS)
+    depths = {name: sum(values[i * width : (i + 1) * width]) for i, name in enumerate(names)}
+    depths["__unacked__"] = values[-1]
+    return depths
+
+
+class AssistantCollector(Collector):
+    """Reads the Redis aggregates, the broker queue and the run table at scrape time."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def collect(self):
+        yield from self._from_redis()
+        yield from self._from_broker()
+        yield from self._from_database()
+
+    def _from_redis(self):
+        up = GaugeMetricFamily("assistant_metrics_redis_up", "1 when the metrics store (Redis) answered.")
+        try:
+            flush_http_requests()
+            _sse_publish(_sse_local)
+            client = redis_client()
+            pipe = client.pipeline(transaction=False)
+            for key in (RUNS_KEY, COUNTERS_KEY, HTTP_KEY, DURATION_KEY, TTFT_KEY):
+                pipe.hgetall(key)
+            runs, counters, http, duration, ttft = pipe.execute()
+            sse_keys = list(client.scan_iter(match=SSE_KEY_PREFIX + "*", count=500))
+            sse_total = sum(int(v or 0) for v in client.mget(sse_keys)) if sse_keys else 0
+        except Exception as exc:  # noqa: BLE001  (a scrape must still answer)
+            log.warning("metrics: Redis unavailable at scrape: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+
+        family = CounterMetricFamily(
+            "assistant_runs", "Finished agent runs by final status.", labels=["status"]
+        )
+        for status, count in sorted(runs.items()):
+            family.add_metric([status], int(count))
+        yield family
+        yield _histogram(
+            "assistant_run_duration_seconds",
+            "Agent run duration, start to finish.",
+            duration,
+            DURATION_BUCKETS,
+        )
+        yield _histogram(
+            "assistant_run_ttft_seconds",
+            "Time from run start to the first streamed text.",
+            ttft,
+            TTFT_BUCKETS,
+        )
+        yield CounterMetricFamily(
+            "assistant_degraded_replies",
+            "Replies built from workspace data because the LLM failed.",
+            value=int(counters.get("degraded_replies", 0)),
+        )
+        yield CounterMetricFamily(
+            "assistant_stream_events_published",
+            "Events published to conversation streams.",
+            value=int(counters.get("events_published", 0)),
+        )
+        yield GaugeMetricFamily(
+            "assistant_sse_streams_active", "Open SSE connections across all web processes.", value=sse_total
+        )
+        requests = CounterMetricFamily(
+            "assistant_http_requests", "HTTP requests by method and status.", labels=["method", "status"]
+        )
+        for field, count in sorted(http.items()):
+            method, _, status = field.partition(" ")
+            requests.add_metric([method, status], int(count))
+        yield requests
+
+    def _from_broker(self):
+        config = self.app.config
+        queues = [config["AGENT_QUEUE"], "default"]
+        depth = GaugeMetricFamily(
+            "assistant_queue_depth", "Tasks waiting in a Celery queue.", labels=["queue"]
+        )
+        unacked = GaugeMetricFamily(
+            "assistant_queue_unacked", "Tasks reserved by workers and not yet acknowledged."
+        )
+        try:
+            lengths = _queue_lengths(_broker_client(config), queues)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("metrics: broker unavailable at scrape: %s", exc)
+            return
+        for name in queues:
+            depth.add_metric([name], lengths[name])
+        unacked.add_metric([], lengths["__unacked__"])
+        yield depth
+        yield unacked
+
+    def _from_database(self):
+        from backend.models import AgentRun
+
+        gauge = GaugeMetricFamily(
+            "assistant_runs_current", "Agent runs in the database by status.", labels=["status"]
+        )
+        try:
+            with self.app.app_context():
+                rows = db.session.execute(
+                    select(AgentRun.status, func.count()).group_by(AgentRun.status)
+                ).all()
+                db.session.remove()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("metrics: database unavailable at scrape: %s", exc)
+            return
+        for status, count in sorted(rows):
+            gauge.add_metric([status], count)
+        yield gauge
+
+
+_broker_clients: dict[str, object] = {}
+
+
+def _broker_client(config):
+    """The broker's Redis: the shared client when it is REDIS_URL, else one of its own."""
+    url = config["CELERY_BROKER_URL"]
+    if url == config["REDIS_URL"]:
+        return redis_client()
+    if url not in _broker_clients:
+        import redis
+
+        _broker_clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    return _broker_clients[url]
+
+
+def build_registry(app) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AssistantCollector(app))
+    return registry
