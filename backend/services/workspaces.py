@@ -4,6 +4,7 @@ and the guard that keeps a workspace with content from being deleted."""
 import re
 import unicodedata
 import uuid
+from types import SimpleNamespace
 
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +43,20 @@ def get_accessible_workspace(user: User, workspace_id: uuid.UUID | str) -> Works
     workspace = get_workspace(workspace_id)
     check_workspace_access(user, workspace)
     return workspace
+
+
+def get_owned(user: User, model, object_id: uuid.UUID | str, thing: str):
+    """A row of a workspace-scoped `model` (404 "<thing> not found"), checked against its
+    workspace's owner in the same query (403 "Not your workspace")."""
+    row = db.session.execute(
+        select(model, Workspace.owner_id)
+        .join(Workspace, Workspace.id == model.workspace_id)
+        .where(model.id == parse_id(object_id, thing))
+    ).first()
+    if row is None:
+        raise not_found(thing)
+    check_workspace_access(user, SimpleNamespace(owner_id=row[1]))
+    return row[0]
 
 
 def list_workspaces(skip: int, limit: int) -> tuple[list[Workspace], int]:

@@ -1,6 +1,5 @@
 """Workspaces: creation rules, handles, validation, access, the auto-created `me`."""
 
-import threading
 import time
 
 import pytest
@@ -8,6 +7,7 @@ import pytest
 from backend.extensions import db
 from backend.models import Workspace
 from backend.services import workspaces as workspaces_service
+from tests.concurrency import run_concurrently
 from tests.factories import (
     auth_headers,
     make_connector,
@@ -234,26 +234,6 @@ def test_me_handle_collisions_get_suffixes(client):
     assert handles == ["sam-2", "sam-3", "sam-4"]
 
 
-def _concurrently(app, calls):
-    """Runs each call in its own thread, app context and test client, all at once."""
-    barrier = threading.Barrier(len(calls))
-    results = [None] * len(calls)
-
-    def run(i, call):
-        with app.app_context():
-            client = app.test_client()
-            barrier.wait()
-            results[i] = call(client)
-            db.session.remove()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 @pytest.fixture
 def slow_lookup(monkeypatch):
     """Every thread sees "no workspace yet" before any of them inserts, so the race is real.
@@ -277,7 +257,7 @@ def slow_lookup(monkeypatch):
 def test_me_is_safe_under_concurrent_first_calls(app, slow_lookup):
     user = make_user(email="race@example.com")
     headers = auth_headers(user)
-    results = _concurrently(app, [lambda c: c.get(f"{BASE}/me", headers=headers)] * 4)
+    results = run_concurrently(app, [lambda c: c.get(f"{BASE}/me", headers=headers)] * 4)
     assert len(slow_lookup) == 4  # all four went on to INSERT
     assert [r.status_code for r in results] == [200] * 4
     assert len({r.json["id"] for r in results}) == 1
@@ -287,6 +267,6 @@ def test_me_is_safe_under_concurrent_first_calls(app, slow_lookup):
 def test_me_concurrent_users_with_same_local_part_get_distinct_handles(app, slow_lookup):
     users = [make_user(email=f"kim@domain{i}.com") for i in range(4)]
     headers = [auth_headers(u) for u in users]
-    results = _concurrently(app, [lambda c, h=h: c.get(f"{BASE}/me", headers=h) for h in headers])
+    results = run_concurrently(app, [lambda c, h=h: c.get(f"{BASE}/me", headers=h) for h in headers])
     assert [r.status_code for r in results] == [200] * 4
     assert sorted(r.json["handle"] for r in results) == ["kim", "kim-2", "kim-3", "kim-4"]
