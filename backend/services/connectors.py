@@ -78,6 +78,10 @@ def update_connector(connector: SchedulingConnector, data: dict) -> SchedulingCo
             raise ValidationFailed({"config": problems})
     if data.get("is_active"):
         _switch_off_others(connector.workspace_id, connector.id)
+        # Re-read under the lock: the copy loaded before it may say "active" while a
+        # concurrent activation has since switched it off, and the ORM writes no
+        # UPDATE for a value it believes unchanged.
+        db.session.refresh(connector)
     for key, value in data.items():
         setattr(connector, key, value)
     _commit()
