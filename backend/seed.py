@@ -160,6 +160,12 @@ def _set(obj, values: dict) -> None:
 def seed_demo(password: str) -> Workspace:
     """Creates or restores the demo owner, workspace, services and connector; commits."""
     user = db.session.execute(select(User).where(User.email == DEMO_EMAIL)).scalar_one_or_none()
+    workspace = db.session.execute(
+        select(Workspace).where(Workspace.handle == DEMO_HANDLE)
+    ).scalar_one_or_none()
+    # Checked before any write, so a refusal leaves the database as it was.
+    if workspace is not None and (user is None or workspace.owner_id != user.id):
+        raise click.ClickException(f"Handle '{DEMO_HANDLE}' belongs to another owner: not touching it.")
     if user is None:
         user = User(
             email=DEMO_EMAIL, hashed_password=hash_password(password), is_active=True, is_superuser=False
@@ -168,11 +174,6 @@ def seed_demo(password: str) -> Workspace:
     _set(user, {**OWNER, "is_active": True})
     db.session.flush()
 
-    workspace = db.session.execute(
-        select(Workspace).where(Workspace.handle == DEMO_HANDLE)
-    ).scalar_one_or_none()
-    if workspace is not None and workspace.owner_id != user.id:
-        raise click.ClickException(f"Handle '{DEMO_HANDLE}' belongs to another owner: not touching it.")
     if workspace is None:
         workspace = db.session.execute(
             select(Workspace).where(Workspace.owner_id == user.id)
