@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from backend import metrics
 from backend.agent import llm
@@ -26,7 +26,7 @@ from backend.agent.prompt import HistoryItem, build_chat_messages
 from backend.agent.tools import TOOL_SPECS, execute_tool
 from backend.extensions import db
 from backend.logs import run_log
-from backend.models import ConversationMessage
+from backend.models import AgentRun, ConversationMessage
 from backend.services import runs
 from backend.streams import RunPublisher, cancel_key
 
@@ -62,15 +62,24 @@ class Heartbeat:
 
 
 def load_history(claim: runs.ClaimedRun, limit: int) -> list[HistoryItem]:
-    """Messages up to and including the run's own visitor message, oldest first."""
+    """Messages up to and including the run's own visitor message, oldest first.
+
+    An earlier run's reply is saved after any visitor message posted while it
+    streamed, so its timestamp is later than this run's visitor message: it is
+    placed by the time of the message it answers (its run's created_at), right
+    after that message, or the model would never see its own previous answer.
+    """
     user_message = db.session.get(ConversationMessage, claim.user_message_id)
+    placed_at = func.coalesce(AgentRun.created_at, ConversationMessage.timestamp)
+    is_reply = case((AgentRun.id.is_(None), 0), else_=1)
     rows = db.session.execute(
         select(ConversationMessage.role, ConversationMessage.content)
+        .outerjoin(AgentRun, AgentRun.id == ConversationMessage.run_id)
         .where(
             ConversationMessage.conversation_id == claim.conversation_id,
-            ConversationMessage.timestamp <= user_message.timestamp,
+            placed_at <= user_message.timestamp,
         )
-        .order_by(ConversationMessage.timestamp.desc())
+        .order_by(placed_at.desc(), is_reply.desc(), ConversationMessage.timestamp.desc())
         .limit(limit)
     ).all()
     return [HistoryItem(role, content) for role, content in reversed(rows)]

@@ -1,5 +1,6 @@
 """A visitor, as the e2e tests drive one: REST calls plus the event stream."""
 
+import time
 import uuid
 
 import requests
@@ -55,6 +56,20 @@ class Visitor:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def cancel(self, run_id: str) -> requests.Response:
+        return requests.post(self.url(f"/runs/{run_id}/cancel"), headers=self.headers, timeout=10)
+
+    def wait_run(self, run_id: str, statuses=("completed", "failed", "cancelled"), timeout=30) -> dict:
+        """Polls the run until its status is one of `statuses`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(run_id)
+            if run["status"] in statuses:
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {run['status']} after {timeout}s")
+            time.sleep(0.1)
+
 
 def run_events(events, run_id: str) -> list:
     return [e for e in events if isinstance(e.data, dict) and e.data.get("run_id") == run_id]
@@ -66,3 +81,19 @@ def is_end_of(run_id: str):
 
 def text_of(events) -> str:
     return "".join(e.data["text_chunk"] for e in events if e.event == "delta")
+
+
+def after_deltas(n: int):
+    """A predicate true at the n-th delta event."""
+    seen = [0]
+
+    def predicate(event) -> bool:
+        if event.event == "delta":
+            seen[0] += 1
+        return seen[0] >= n
+
+    return predicate
+
+
+def names(events) -> list[str]:
+    return [e.event for e in events]

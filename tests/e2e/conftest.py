@@ -2,9 +2,11 @@
 gevent worker as real processes, on the test PostgreSQL database and real Redis."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
+from celery import Celery
 
 from tests.e2e.harness import base_env, start_web, start_worker
 from tests.fake_groq import FakeGroq
@@ -32,6 +34,7 @@ class Stack:
         )
         self.web, self.url = start_web(self.env, LOG_DIR)
         self.workers = [start_worker(self.env, LOG_DIR)]
+        self._celery: Celery | None = None
 
     def api(self, path: str) -> str:
         return f"{self.url}/api/v1{path}"
@@ -40,10 +43,35 @@ class Stack:
         self.web.kill()
         self.web, self.url = start_web(self.env, LOG_DIR)
 
+    def worker_env(self, **env) -> dict:
+        """The stack's environment with `env` applied (a None value removes the variable)."""
+        merged = {**self.env, **{k: str(v) for k, v in env.items() if v is not None}}
+        for key, value in env.items():
+            if value is None:
+                merged.pop(key, None)
+        return merged
+
     def add_worker(self, **env):
-        worker = start_worker({**self.env, **env}, LOG_DIR)
+        worker = start_worker(self.worker_env(**env), LOG_DIR)
         self.workers.append(worker)
         return worker
+
+    def kill_workers(self, sig=signal.SIGTERM) -> None:
+        for worker in self.workers:
+            worker.kill(sig)
+        self.workers = []
+
+    def ensure_worker(self) -> None:
+        """Leaves exactly the stack's normal workers running (one, when a test removed them)."""
+        self.workers = [w for w in self.workers if w.proc.poll() is None]
+        if not self.workers:
+            self.add_worker()
+
+    def send_task(self, run_id: str) -> None:
+        """Delivers `run_agent(run_id)` once more, as a redelivery by the broker would."""
+        if self._celery is None:
+            self._celery = Celery("e2e-client", broker=self.env["CELERY_BROKER_URL"])
+        self._celery.send_task("backend.tasks.run_agent", args=[str(run_id)], queue="agent-runs")
 
     def stop(self) -> None:
         for worker in self.workers:

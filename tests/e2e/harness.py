@@ -168,15 +168,30 @@ class SSEClient:
             field, _, value = line.partition(":")
             current[field] = value[1:] if value.startswith(" ") else value
 
-    def events_until(self, predicate, limit: int = 100_000) -> list[Event]:
-        """Collects events (comments excluded) up to and including the first that matches."""
+    def events_until(self, predicate, limit: int = 100_000, timeout: float = 30) -> list[Event]:
+        """Collects events (comments excluded) up to and including the first that matches.
+
+        Gives up after `timeout` seconds (checked whenever a line arrives; the server's
+        heartbeats make that at least once per SSE_HEARTBEAT_SECONDS)."""
         out = []
+        deadline = time.monotonic() + timeout
         for event in self:
-            if event.event == ":comment":
-                continue
+            if event.event != ":comment":
+                out.append(event)
+                if predicate(event) or len(out) >= limit:
+                    return out
+            if time.monotonic() > deadline:
+                break
+        raise TimeoutError(f"no matching event within {timeout}s; got {[(e.event, e.data) for e in out]}")
+
+    def read_for(self, seconds: float) -> list[Event]:
+        """Everything (comments included) that arrives within `seconds`."""
+        out = []
+        deadline = time.monotonic() + seconds
+        for event in self:
             out.append(event)
-            if predicate(event) or len(out) >= limit:
-                return out
+            if time.monotonic() >= deadline:
+                break
         return out
 
     def close(self) -> None:
