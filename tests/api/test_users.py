@@ -424,3 +424,27 @@ def test_inactive_user_is_refused_everywhere(client):
     ]:
         response = getattr(client, method)(path, json={}, headers=auth_headers(user))
         assert response.status_code == 400 and response.get_json() == {"detail": "Inactive user"}
+
+
+# --- CLI: the first superuser ----------------------------------------------------
+
+
+def test_init_data_and_create_superuser_are_idempotent(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "FIRST_SUPERUSER", "boss@example.com")
+    monkeypatch.setitem(app.config, "FIRST_SUPERUSER_PASSWORD", "boss-password")
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["init-data"])
+    assert first.exit_code == 0 and "Created superuser boss@example.com" in first.output
+    second = runner.invoke(args=["create-superuser"])
+    assert second.exit_code == 0 and "Kept existing superuser boss@example.com" in second.output
+    users = db.session.execute(select(User)).scalars().all()
+    assert [(u.email, u.is_superuser) for u in users] == [("boss@example.com", True)]
+    assert login(client, "boss@example.com", "boss-password").status_code == 200
+
+
+def test_create_superuser_refuses_a_short_password(app, monkeypatch):
+    monkeypatch.setitem(app.config, "FIRST_SUPERUSER", "boss@example.com")
+    monkeypatch.setitem(app.config, "FIRST_SUPERUSER_PASSWORD", "short")
+    result = app.test_cli_runner().invoke(args=["create-superuser"])
+    assert result.exit_code != 0 and "8 to 128" in result.output
+    assert _count(User) == 0
