@@ -1,6 +1,63 @@
 """Conversations (owner side)."""
 
+from flask.views import MethodView
 from flask_smorest import Blueprint
+
+from backend.api.access import authenticated, me
+from backend.schemas.common import MessageSchema
+from backend.schemas.conversation import (
+    ConversationPageSchema,
+    ConversationPublicSchema,
+    ConversationQueryArgsSchema,
+    ConversationUpdateSchema,
+    OwnerConversationCreateSchema,
+)
+from backend.services import conversations
+from backend.services.workspaces import get_accessible_workspace
 
 URL_PREFIX = "/conversations"
 blp = Blueprint("conversations", __name__, description="Conversations (owner side).")
+
+
+@blp.route("/workspaces/<workspace_id>")
+class WorkspaceConversations(MethodView):
+    @authenticated
+    @blp.arguments(ConversationQueryArgsSchema, location="query")
+    @blp.response(200, ConversationPageSchema)
+    def get(self, args, workspace_id: str):
+        """List a workspace's conversations, most recent activity first."""
+        workspace = get_accessible_workspace(me(), workspace_id)
+        items, count = conversations.list_conversations(workspace, args)
+        return {"data": items, "count": count}
+
+    @authenticated
+    @blp.arguments(OwnerConversationCreateSchema)
+    @blp.response(201, ConversationPublicSchema)
+    def post(self, data, workspace_id: str):
+        """Start a conversation (owner side: no visitor token)."""
+        workspace = get_accessible_workspace(me(), workspace_id)
+        return conversations.create_conversation(workspace, data)
+
+
+@blp.route("/<conversation_id>")
+class ConversationItem(MethodView):
+    @authenticated
+    @blp.response(200, ConversationPublicSchema)
+    def get(self, conversation_id: str):
+        """Get a conversation."""
+        return conversations.get_accessible_conversation(me(), conversation_id)
+
+    @authenticated
+    @blp.arguments(ConversationUpdateSchema)
+    @blp.response(200, ConversationPublicSchema)
+    def patch(self, data, conversation_id: str):
+        """Update a conversation (status, tags, visitor details...)."""
+        conversation = conversations.get_accessible_conversation(me(), conversation_id)
+        return conversations.update_conversation(conversation, data)
+
+    @authenticated
+    @blp.response(200, MessageSchema)
+    def delete(self, conversation_id: str):
+        """Delete a conversation with its messages and runs."""
+        conversations.delete_conversation(conversations.get_accessible_conversation(me(), conversation_id))
+        return {"message": "Conversation deleted successfully"}

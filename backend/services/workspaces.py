@@ -55,8 +55,13 @@ def get_owned(user: User, model, object_id: uuid.UUID | str, thing: str):
     ).first()
     if row is None:
         raise not_found(thing)
-    check_workspace_access(user, SimpleNamespace(owner_id=row[1]))
+    check_owner(user, row[1])
     return row[0]
+
+
+def check_owner(user: User, owner_id: uuid.UUID) -> None:
+    """check_workspace_access() for a workspace known only by its owner's id."""
+    check_workspace_access(user, SimpleNamespace(owner_id=owner_id))
 
 
 def list_workspaces(skip: int, limit: int) -> tuple[list[Workspace], int]:

@@ -1,0 +1,152 @@
+"""Conversations and messages, owner side: filtered lists, CRUD, owner-written messages.
+
+Lists are ordered by last_message_at (newest first, conversations without
+messages last), then created_at, then id, so paging is stable. Owner messages
+go through services.messages, the one place that orders a conversation's
+messages and keeps its last_message_at.
+"""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, literal, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
+
+from backend.errors import not_found
+from backend.extensions import db
+from backend.models import Conversation, ConversationMessage, User, Workspace
+from backend.services.messages import append_message, lock_conversation
+from backend.services.workspaces import check_owner, get_owned, parse_id
+
+LIST_ORDER = (
+    Conversation.last_message_at.desc().nulls_last(),
+    Conversation.created_at.desc(),
+    Conversation.id.desc(),
+)
+
+
+def has_tag(tag: str):
+    """`tags` contains `tag`: JSONB containment (GIN-indexable) on PostgreSQL, json_each elsewhere."""
+    if db.engine.dialect.name == "postgresql":
+        return type_coerce(Conversation.tags, JSONB).contains([tag])
+    each = func.json_each(Conversation.tags).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == tag))
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def matches_text(q: str):
+    """Case-insensitive substring of the visitor's name or email, or of any message."""
+    pattern = _like_pattern(q)
+    in_messages = exists().where(
+        ConversationMessage.conversation_id == Conversation.id,
+        ConversationMessage.content.ilike(pattern, escape="\\"),
+    )
+    return or_(
+        Conversation.visitor_name.ilike(pattern, escape="\\"),
+        Conversation.visitor_email.ilike(pattern, escape="\\"),
+        in_messages,
+    )
+
+
+def active_since(since: datetime):
+    """Activity at or after `since`: the last message, or creation when there is none."""
+    return or_(
+        Conversation.last_message_at >= since,
+        and_(Conversation.last_message_at.is_(None), Conversation.created_at >= since),
+    )
+
+
+def list_conversations(workspace: Workspace, args: dict) -> tuple[list[Conversation], int]:
+    conditions = [Conversation.workspace_id == workspace.id]
+    if args.get("status"):
+        conditions.append(Conversation.status == args["status"])
+    if args.get("channel"):
+        conditions.append(Conversation.channel == args["channel"])
+    if args.get("tag"):
+        conditions.append(has_tag(args["tag"]))
+    if args.get("q"):
+        conditions.append(matches_text(args["q"]))
+    if args.get("since"):
+        conditions.append(active_since(args["since"]))
+    count = db.session.scalar(select(func.count()).select_from(Conversation).where(*conditions))
+    items = db.session.scalars(
+        select(Conversation)
+        .where(*conditions)
+        .order_by(*LIST_ORDER)
+        .offset(args["skip"])
+        .limit(args["limit"])
+    ).all()
+    return list(items), count
+
+
+def get_accessible_conversation(user: User, conversation_id: uuid.UUID | str) -> Conversation:
+    return get_owned(user, Conversation, conversation_id, "Conversation")
+
+
+def create_conversation(workspace: Workspace, data: dict) -> Conversation:
+    """An owner-created conversation: no visitor token (only the public flow issues one)."""
+    conversation = Conversation(workspace_id=workspace.id, **data)
+    db.session.add(conversation)
+    db.session.commit()
+    return conversation
+
+
+def update_conversation(conversation: Conversation, data: dict) -> Conversation:
+    for key, value in data.items():
+        setattr(conversation, key, value)
+    db.session.commit()
+    return conversation
+
+
+def delete_conversation(conversation: Conversation) -> None:
+    """Its messages and runs go with it (ON DELETE CASCADE in the database)."""
+    db.session.delete(conversation)
+    db.session.commit()
+
+
+def list_messages(conversation: Conversation, skip: int, limit: int) -> tuple[list[ConversationMessage], int]:
+    where = ConversationMessage.conversation_id == conversation.id
+    count = db.session.scalar(select(func.count()).select_from(ConversationMessage).where(where))
+    items = db.session.scalars(
+        select(ConversationMessage)
+        .where(where)
+        .order_by(ConversationMessage.timestamp, ConversationMessage.id)
+        .offset(skip)
+        .limit(limit)
+    ).all()
+    return list(items), count
+
+
+def post_owner_message(conversation: Conversation, content: str) -> ConversationMessage:
+    """Appends an owner message under the conversation's row lock, then commits."""
+    locked = lock_conversation(conversation.id)
+    message = append_message(locked, "owner", content.strip())
+    db.session.commit()
+    return message
+
+
+def get_accessible_message(user: User, message_id: uuid.UUID | str) -> ConversationMessage:
+    row = db.session.execute(
+        select(ConversationMessage, Workspace.owner_id)
+        .join(Conversation, Conversation.id == ConversationMessage.conversation_id)
+        .join(Workspace, Workspace.id == Conversation.workspace_id)
+        .where(ConversationMessage.id == parse_id(message_id, "Message"))
+    ).first()
+    if row is None:
+        raise not_found("Message")
+    check_owner(user, row[1])
+    return row[0]
+
+
+def delete_message(message: ConversationMessage) -> None:
+    """Deletes one message (a visitor message takes its run along, by cascade).
+
+    last_message_at is left as it is: it records the latest activity, and
+    rewinding it could hand a later message a timestamp a `since` reader has seen.
+    """
+    db.session.delete(message)
+    db.session.commit()
