@@ -2,11 +2,12 @@
 
 import logging
 import smtplib
+import threading
 from email.message import EmailMessage
 from email.utils import formataddr
 from urllib.parse import urlencode
 
-from flask import current_app, render_template
+from flask import Flask, current_app, render_template
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +61,17 @@ def send_reset_password_email(email: str, token: str, full_name: str | None = No
     html = render_template("email/reset_password.html", **context)
     text = render_template("email/reset_password.txt", **context)
     return send_email(email, subject, html, text)
+
+
+def send_in_background(send, *args) -> threading.Thread:
+    """Runs `send(*args)` off the request: the answer must not wait for (or reveal,
+    by its timing, the existence of) an SMTP exchange. A greenlet under gevent."""
+    app: Flask = current_app._get_current_object()
+
+    def run() -> None:
+        with app.app_context():
+            send(*args)
+
+    thread = threading.Thread(target=run, name="send-email", daemon=True)
+    thread.start()
+    return thread

@@ -113,7 +113,9 @@ def request_password_recovery(email: str) -> None:
     if user is None:
         return
     token = create_password_reset_token(user.email)
-    email_service.send_reset_password_email(user.email, token, user.full_name)
+    email_service.send_in_background(
+        email_service.send_reset_password_email, user.email, token, user.full_name
+    )
 
 
 def reset_password(token: str, new_password: str) -> None:
