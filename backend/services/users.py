@@ -1,12 +1,14 @@
 """User accounts: sign-up, authentication, profile and password changes, recovery."""
 
+import hashlib
 import uuid
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from backend.errors import BadRequest, Conflict, Forbidden, not_found
-from backend.extensions import db
+from backend.extensions import db, redis_client
 from backend.models import User
 from backend.security import (
     create_password_reset_token,
@@ -126,8 +128,17 @@ def reset_password(token: str, new_password: str) -> None:
         raise BadRequest("Invalid token")
     if not user.is_active:
         raise BadRequest("Inactive user")
+    _use_reset_token_once(token)
     user.hashed_password = hash_password(new_password)
     db.session.commit()
+
+
+def _use_reset_token_once(token: str) -> None:
+    """A reset link works once: a copy found later in a mailbox cannot reset again."""
+    key = "password-reset-used:" + hashlib.sha256(token.encode()).hexdigest()
+    ttl = int(current_app.config["EMAIL_RESET_TOKEN_EXPIRE"].total_seconds())
+    if not redis_client().set(key, "1", nx=True, ex=max(ttl, 1)):
+        raise BadRequest("Invalid token")
 
 
 def ensure_superuser(email: str, password: str) -> tuple[User, bool]:

@@ -258,6 +258,11 @@ def test_password_recovery_end_to_end_through_smtp(client, smtp_inbox):
     assert login(client, "forgetful@example.com", DEFAULT_PASSWORD).status_code == 400
     assert login(client, "forgetful@example.com", "brand-new-pass").status_code == 200
 
+    # The link works once.
+    response = client.post("/api/v1/reset-password/", json={"token": token, "new_password": "third-password"})
+    assert response.status_code == 400 and response.get_json() == {"detail": "Invalid token"}
+    assert login(client, "forgetful@example.com", "brand-new-pass").status_code == 200
+
 
 def test_password_recovery_sends_nothing_for_unknown_email(client, smtp_inbox):
     make_user("known@example.com")
