@@ -87,12 +87,17 @@ def _window(zone: ZoneInfo, days: int) -> tuple[date, date, datetime, datetime]:
     return start_day, today, start, end
 
 
+def sql_aggregates_available() -> bool:
+    """PostgreSQL can group by local date itself; other databases take the Python path."""
+    return db.engine.dialect.name == "postgresql"
+
+
 def workspace_analytics(workspace: Workspace, days: int) -> dict:
     zone = _zone(workspace.timezone)
     start_day, end_day, start, end = _window(zone, days)
     buckets = {start_day + timedelta(days=i): dict.fromkeys(METRICS, 0) for i in range(days)}
     params = {"ws": workspace.id, "tz": zone.key, "start": start, "end": end}
-    if db.engine.dialect.name == "postgresql":
+    if sql_aggregates_available():
         rows = [*db.session.execute(_PG_CONVERSATIONS, params), *db.session.execute(_PG_MESSAGES, params)]
         for row in rows:
             values = row._asdict()
