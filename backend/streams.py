@@ -15,7 +15,8 @@ from flask import current_app
 from backend.extensions import redis_client
 
 ZERO_ID = "0-0"
-_ID_RE = re.compile(r"^\d+(-\d+)?$")
+_ID_RE = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
+MAX_ID_PART = 2**64 - 1  # both halves of a stream id are unsigned 64-bit
 
 
 def stream_key(conversation_id: uuid.UUID | str) -> str:
@@ -32,7 +33,11 @@ def parse_id(entry_id: str) -> tuple[int, int]:
 
 
 def is_valid_id(entry_id: str) -> bool:
-    return bool(_ID_RE.match(entry_id or ""))
+    """An id Redis accepts. The hub reads every watched stream in ONE XREAD, so a
+    cursor Redis rejects (out of range, trailing newline) would stall every stream."""
+    if not entry_id or not _ID_RE.fullmatch(entry_id):
+        return False
+    return max(parse_id(entry_id)) <= MAX_ID_PART
 
 
 def id_before(entry_id: str) -> str:
