@@ -4,9 +4,12 @@ fake Groq server. The model is scripted to call get_booking_link first, then to
 stream its answer slowly enough to be photographed mid-stream."""
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from backend.seed import CALENDLY_LINK, seed_demo
 from tests.fake_groq import Reply
@@ -34,6 +37,16 @@ ANSWER = (
 )
 STREAMING = '#chat-log .msg.assistant[data-state="streaming"]'
 DONE = '#chat-log .msg.assistant[data-state="done"]'
+
+
+def scrape(base_url: str) -> dict:
+    """{(sample name, sorted label pairs): value} from the web process's /metrics."""
+    text = requests.get(f"{base_url}/metrics", timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 @pytest.fixture
@@ -107,6 +120,20 @@ def test_visitor_chats_sees_the_stream_and_books(stack, groq, browser_page):
     expect(page.locator(DONE).nth(1).locator(".text")).to_have_text("You said: Thanks, that is all")
     expect(page.locator("#chat-log .msg")).to_have_count(4)
     assert page.errors == []
+
+    # What the worker recorded shows up in one scrape of the web process.
+    samples = scrape(stack.url)
+    assert samples[("assistant_runs_total", (("status", "completed"),))] == 2
+    assert samples[("assistant_runs_current", (("status", "completed"),))] == 2
+    assert samples[("assistant_run_duration_seconds_count", ())] == 2
+    assert samples[("assistant_run_ttft_seconds_count", ())] == 2
+    assert samples[("assistant_stream_events_published_total", ())] > 2 * 3
+    assert samples[("assistant_queue_depth", (("queue", "agent-runs"),))] == 0
+    # The page holds one stream; the one from before the reload closes at its next heartbeat.
+    deadline = time.monotonic() + 10
+    while scrape(stack.url)[("assistant_sse_streams_active", ())] != 1:
+        assert time.monotonic() < deadline, "the SSE gauge did not settle at one open stream"
+        time.sleep(0.2)
 
 
 def test_degraded_reply_is_badged(stack, groq, browser_page):
