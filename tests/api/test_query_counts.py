@@ -1,0 +1,78 @@
+"""The number of SQL statements per list request does not grow with the page size."""
+
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from backend.extensions import db
+from tests.factories import (
+    auth_headers,
+    make_connector,
+    make_conversation,
+    make_message,
+    make_service,
+    make_workspace,
+)
+
+ROWS = 60
+
+
+@contextmanager
+def count_statements():
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def seed_conversations(workspace):
+    for i in range(ROWS):
+        make_message(make_conversation(workspace, tags=["vip"], visitor_name=f"Visitor {i}"), "user", "hello")
+    return f"/api/v1/conversations/workspaces/{workspace.id}?tag=vip&q=hello"
+
+
+def seed_messages(workspace):
+    conversation = make_conversation(workspace)
+    for i in range(ROWS):
+        make_message(
+            conversation, "user" if i % 2 else "assistant", f"m{i}", meta={"usage": {"total_tokens": 3}}
+        )
+    return f"/api/v1/messages/conversations/{conversation.id}"
+
+
+def seed_services(workspace):
+    for i in range(ROWS):
+        make_service(workspace, name=f"S{i}", starting_price="9.99")
+    return f"/api/v1/workspace-services/workspaces/{workspace.id}"
+
+
+def seed_connectors(workspace):
+    for _ in range(ROWS):
+        make_connector(workspace)
+    return f"/api/v1/connectors/workspaces/{workspace.id}"
+
+
+@pytest.mark.parametrize("seed", [seed_conversations, seed_messages, seed_services, seed_connectors])
+def test_statement_count_is_constant_in_page_size(client, seed):
+    workspace = make_workspace()
+    url = seed(workspace)
+    headers = auth_headers(workspace.owner)
+    db.session.remove()  # nothing cached in the identity map between the two requests
+    counts = {}
+    for limit in (5, 50):
+        separator = "&" if "?" in url else "?"
+        with count_statements() as statements:
+            response = client.get(f"{url}{separator}limit={limit}", headers=headers)
+        assert response.status_code == 200
+        assert len(response.json["data"]) == limit and response.json["count"] == ROWS
+        counts[limit] = len(statements)
+        db.session.remove()
+    assert counts[5] == counts[50], counts
+    assert counts[50] <= 4, counts  # user, workspace (or parent), count, page
