@@ -121,8 +121,10 @@ def _finish_request(response):
         "path": _loggable_path(),
         "status": response.status_code,
     }
+    view_args = request.view_args or {}
     for name in ("workspace_id", "conversation_id", "run_id"):
-        value = g.get(name)
+        # A view may set g.<name> after its lookups; else the id from the URL, if any.
+        value = g.get(name, view_args.get(name))
         if value is not None:
             fields[name] = str(value)
     level = logging.DEBUG if request.path in _QUIET_PATHS else logging.INFO

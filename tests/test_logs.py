@@ -49,6 +49,15 @@ def test_request_id_is_generated_when_missing_or_unsafe(client, capsys):
     assert [line["request_id"] for line in request_lines(capsys.readouterr().out)] == ids
 
 
+def test_ids_in_the_url_are_logged_as_fields(client, capsys):
+    capsys.readouterr()
+    conversation_id = "4f1c2b7e-0000-4000-8000-000000000001"
+    response = client.get(f"/api/v1/public/conversations/{conversation_id}/messages")
+    assert response.status_code in (401, 404)
+    (line,) = request_lines(capsys.readouterr().out)
+    assert line["conversation_id"] == conversation_id
+
+
 def test_login_request_logs_neither_password_nor_body(client, capsys):
     make_user(email="logs@example.com", password="hunter2-very-secret")
     capsys.readouterr()
