@@ -7,6 +7,7 @@ one transaction; the caller enqueues the run after the commit.
 
 import hashlib
 import hmac
+import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -16,11 +17,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from backend.errors import AppError, Conflict, Unauthorized, not_found
-from backend.extensions import db
+from backend.extensions import db, redis_client
 from backend.models import AgentRun, Conversation, ConversationMessage, Workspace, WorkspaceService
 from backend.services import runs
 from backend.services.messages import append_message, lock_conversation
-from backend.streams import cursor_is_lost, id_before, is_valid_id, last_entry_id
+from backend.streams import (
+    ZERO_ID,
+    cursor_is_lost,
+    id_before,
+    is_valid_id,
+    last_entry_id,
+    stream_key,
+)
 
 
 def _token_hash(token: str) -> str:
@@ -136,7 +144,20 @@ def list_messages(conversation_id, since: datetime | None, limit: int) -> dict:
 
 def cursor_for_run(run: AgentRun) -> str:
     """A cursor from which a stream shows this run from its first event."""
-    return id_before(run.first_event_id) if run.first_event_id else last_entry_id(run.conversation_id)
+    if run.first_event_id:
+        return id_before(run.first_event_id)
+    if run.status != "running":  # a queued run has published nothing yet
+        return last_entry_id(run.conversation_id)
+    # The worker publishes message_start, then records its id: in between, the stream
+    # already holds it, and "from the newest entry" would skip it.
+    entries = redis_client().xrevrange(stream_key(run.conversation_id), count=20)
+    for entry_id, fields in entries:
+        if fields.get("e") == "message_start" and json.loads(fields["d"]).get("run_id") == str(run.id):
+            return id_before(entry_id)
+    db.session.refresh(run)  # recorded meanwhile, and already followed by many deltas
+    if run.first_event_id:
+        return id_before(run.first_event_id)
+    return entries[0][0] if entries else ZERO_ID
 
 
 @dataclass(frozen=True)
@@ -159,8 +180,8 @@ def stream_start(conversation_id, requested_cursor: str | None) -> StreamStart:
             return StreamStart(last_entry_id(conversation_id), "cursor_expired")
         return StreamStart(requested_cursor)
     run = runs.oldest_unfinished_run(conversation_id)
-    if run is not None and run.first_event_id:
-        return StreamStart(id_before(run.first_event_id))
+    if run is not None:
+        return StreamStart(cursor_for_run(run))
     return StreamStart(last_entry_id(conversation_id))
 
 

@@ -3,6 +3,7 @@ gevent worker as real processes, on the test PostgreSQL database and real Redis.
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -67,11 +68,22 @@ class Stack:
         if not self.workers:
             self.add_worker()
 
-    def send_task(self, run_id: str) -> None:
-        """Delivers `run_agent(run_id)` once more, as a redelivery by the broker would."""
+    def send_task(self, run_id: str) -> str:
+        """Delivers `run_agent(run_id)` once more, as a redelivery by the broker would;
+        returns the task id."""
         if self._celery is None:
             self._celery = Celery("e2e-client", broker=self.env["CELERY_BROKER_URL"])
-        self._celery.send_task("backend.tasks.run_agent", args=[str(run_id)], queue="agent-runs")
+        task = self._celery.send_task("backend.tasks.run_agent", args=[str(run_id)], queue="agent-runs")
+        return task.id
+
+    def wait_task_done(self, task_id: str, timeout: float = 20) -> None:
+        """Waits until some worker logged that the task ran to its end."""
+        needle = f"run_agent[{task_id}] succeeded"
+        deadline = time.monotonic() + timeout
+        while not any(needle in worker.output() for worker in self.workers):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"task {task_id} did not finish within {timeout}s")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         for worker in self.workers:

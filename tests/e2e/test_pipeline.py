@@ -11,6 +11,12 @@ import uuid
 import pytest
 import requests
 
+from backend.extensions import db, redis_client
+from backend.models import AgentRun, Conversation
+from backend.models.types import utcnow
+from backend.services.messages import append_message
+from backend.services.runs import reply_message_id
+from backend.streams import RunPublisher, stream_key
 from tests.e2e.chat import Visitor, after_deltas, is_end_of, names, run_events, text_of
 from tests.factories import make_connector, make_workspace
 from tests.fake_groq import Reply
@@ -138,6 +144,65 @@ def test_join_mid_run_without_a_cursor_starts_at_the_runs_first_event(stack, gro
     assert text_of(events) == events[-1].data["full_text"]
 
 
+def test_join_between_message_start_and_its_recording_still_gets_message_start(stack, groq):
+    """The worker publishes message_start, then records its id on the run: a visitor
+    joining in between must not start after it. The instant is made by hand here."""
+    workspace = make_workspace()
+    visitor = Visitor(stack, workspace.handle)
+    conversation = db.session.get(Conversation, uuid.UUID(visitor.conversation_id))
+    message = append_message(conversation, "user", "hi")
+    run = AgentRun(
+        id=uuid.uuid4(),
+        conversation_id=conversation.id,
+        user_message_id=message.id,
+        status="running",
+        created_at=message.timestamp,
+        started_at=utcnow(),
+        heartbeat_at=utcnow(),
+    )
+    db.session.add(run)
+    db.session.commit()
+    publisher = RunPublisher(conversation.id, run.id, reply_message_id(run.id))
+    start_id = publisher.message_start()  # published; first_event_id not recorded yet
+
+    stream = visitor.stream()
+    try:
+        early = stream.read_for(0.3)  # connected (and subscribed) before the run goes on
+        publisher.delta("Hi")
+        publisher.message_end("Hi", "completed", False, None)
+        events = [e for e in early if e.event != ":comment"]
+        events += stream.events_until(is_end_of(str(run.id)), timeout=10)
+    finally:
+        stream.close()
+    assert [e.event for e in events] == ["message_start", "delta", "message_end"]
+    assert events[0].id == start_id
+
+
+def test_cursor_past_what_is_kept_yields_one_resync_then_live(stack, groq):
+    workspace = make_workspace()
+    visitor = Visitor(stack, workspace.handle)
+    posted = visitor.send("first")
+    run_id = posted["run"]["id"]
+    old = full_read(visitor, posted["stream_cursor"], run_id)
+    redis_client().delete(stream_key(visitor.conversation_id))  # as if its TTL ran out
+
+    stream = visitor.stream(old[2].id)
+    try:
+        first = stream.events_until(lambda e: True, timeout=10)
+        assert first[0].event == "resync" and first[0].data["reason"]
+        second = visitor.send("second")["run"]["id"]
+        events = stream.events_until(is_end_of(second))
+    finally:
+        stream.close()
+    assert names(events)[0] == "message_start" and {e.data["run_id"] for e in events} == {second}
+    assert "resync" not in names(events)
+
+    bad = requests.get(
+        visitor.url("/stream"), params={"visitor_token": visitor.token, "last_event_id": "x"}, timeout=10
+    )
+    assert bad.status_code == 422 and isinstance(bad.json()["detail"], str)
+
+
 def test_back_to_back_messages_run_one_at_a_time_in_order(stack, groq):
     workspace = make_workspace()
     first_answer = "Sure: " + " ".join(f"word{i}" for i in range(30))
@@ -185,6 +250,8 @@ def test_same_idempotency_key_twice_replays_the_message_and_run(stack, groq):
 
     assert [m["role"] for m in visitor.messages()] == ["user", "assistant"]
     assert len(groq.requests) == 1
+    reused = visitor.post("a different message", idempotency_key=key)
+    assert reused.status_code == 409 and isinstance(reused.json()["detail"], str)
 
 
 def test_concurrent_posts_with_one_idempotency_key_make_one_message_and_one_run(stack, groq):
