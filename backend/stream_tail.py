@@ -119,7 +119,11 @@ class StreamHub:
                     self._wake_cursor = entries[-1][0]
                     continue
                 with self._lock:
-                    if key not in self._cursors:
+                    # Only entries read from the key's current cursor count: if its visitors all
+                    # left and a new one came during the read, the key restarted at the new
+                    # visitor's cursor, and these entries (read from the old one) would skip
+                    # what lies between the two. The next read starts from the new cursor.
+                    if self._cursors.get(key) != streams[key]:
                         continue
                     self._cursors[key] = entries[-1][0]
                     subs = list(self._subs.get(key, ()))
