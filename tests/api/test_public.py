@@ -16,7 +16,7 @@ from backend import create_app
 from backend.config import TestConfig
 from backend.extensions import api as smorest_api
 from backend.extensions import db, limiter, redis_client, redis_clients
-from backend.models import AgentRun, Conversation, ConversationMessage
+from backend.models import AgentRun, Conversation, ConversationMessage, Workspace
 from backend.services import messages as messages_service
 from backend.streams import is_valid_id, stream_key
 from tests.factories import make_conversation, make_message, make_service, make_workspace
@@ -35,9 +35,15 @@ def start_conversation(client, handle: str, **extra) -> tuple[str, str]:
 
 
 def visitor(client, workspace=None, **extra) -> tuple[str, str]:
-    """A new conversation (on a new workspace unless one is given): (id, token)."""
-    workspace = workspace or make_workspace()
+    """A new conversation (on the test's workspace unless one is given): (id, token)."""
+    workspace = workspace or current_workspace()
     return start_conversation(client, workspace.handle, **extra)
+
+
+def current_workspace():
+    """The workspace the test already has, else a new one (creating its owner hashes a
+    password, which is what makes tests slow)."""
+    return db.session.execute(select(Workspace).limit(1)).scalar_one_or_none() or make_workspace()
 
 
 def post_message(client, conversation_id, token, content="Hello there", **extra):
