@@ -17,7 +17,7 @@ from tests.fake_groq import Reply
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
-    reason="chromium is not installed: apt-get install -y --no-install-recommends chromium",
+    reason="chromium is not installed (apt-get install -y chromium)",
 )
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [
