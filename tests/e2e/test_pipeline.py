@@ -43,6 +43,11 @@ def test_happy_path_event_order_and_text_equality(stack, groq):
     stream = visitor.stream(posted["stream_cursor"])
     events = run_events(stream.events_until(is_end_of(run_id)), run_id)
     stream.close()
+    headers = stream.response.headers
+    assert stream.response.status_code == 200
+    assert headers["Content-Type"].startswith("text/event-stream")
+    assert headers["Cache-Control"] == "no-cache" and headers["X-Accel-Buffering"] == "no"
+    assert "Content-Encoding" not in headers
 
     names = [e.event for e in events]
     assert names[0] == "message_start" and names[-1] == "message_end"
@@ -345,3 +350,45 @@ def test_every_conversation_route_needs_the_token_and_an_existing_conversation(s
         assert response.status_code == 404 and response.json()["detail"] == "Run not found"
     # Nothing was posted by the rejected calls.
     assert [m["role"] for m in visitor.messages()] == ["user", "assistant"]
+
+
+def test_two_tabs_on_one_conversation_see_the_same_events(stack, groq):
+    groq.default = Reply.tokens(30, delay=0.01)
+    visitor = Visitor(stack, make_workspace().handle)
+    posted = visitor.send("hello from two tabs")
+    run_id = posted["run"]["id"]
+    tabs = [visitor.stream(posted["stream_cursor"]), visitor.stream()]
+    try:
+        seen = [tab.events_until(is_end_of(run_id)) for tab in tabs]
+    finally:
+        for tab in tabs:
+            tab.close()
+    assert [e.id for e in seen[0]] == [e.id for e in seen[1]]
+    assert names(seen[0])[0] == "message_start"
+
+
+def test_many_conversations_at_once_each_get_only_their_own_run(stack, groq):
+    groq.default = Reply.echo(delay=0.01)
+    workspace = make_workspace()
+    visitors = [Visitor(stack, workspace.handle, name=f"V{i}") for i in range(8)]
+    results: dict = {}
+
+    def chat(i: int, visitor: Visitor) -> None:
+        stream = visitor.stream()  # live, before posting
+        try:
+            posted = visitor.send(f"message number {i} from visitor {i}")
+            results[i] = (posted["run"]["id"], stream.events_until(is_end_of(posted["run"]["id"])))
+        finally:
+            stream.close()
+
+    threads = [threading.Thread(target=chat, args=(i, v)) for i, v in enumerate(visitors)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(results) == list(range(8))
+    for i, (run_id, events) in results.items():
+        assert {e.data["run_id"] for e in events} == {run_id}
+        assert names(events)[0] == "message_start"
+        expected = f"You said: message number {i} from visitor {i}"
+        assert text_of(events) == events[-1].data["full_text"] == expected

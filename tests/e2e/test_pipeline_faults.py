@@ -6,9 +6,14 @@ with one normal worker, so later tests (in any file) still have one.
 """
 
 import signal
+import uuid
 
 import pytest
 
+from backend.extensions import db
+from backend.models import Conversation
+from backend.services import runs
+from backend.services.messages import append_message
 from tests.e2e.chat import Visitor, after_deltas, is_end_of, names, run_events, text_of
 from tests.factories import make_connector, make_workspace
 from tests.fake_groq import Reply
@@ -177,6 +182,25 @@ def test_a_run_enqueued_three_times_runs_once(stack, groq):
     assert text_of(events) == events[-1].data["full_text"]
     assert [m["role"] for m in visitor.messages()] == ["user", "assistant"]
     assert len(groq.requests) == 1
+
+
+def test_a_queued_run_whose_task_was_lost_is_sent_again(stack, groq):
+    """The broker lost the task (nothing was enqueued): the workers' recovery loop finds
+    the run still queued after RUN_STALE_SECONDS and sends it again."""
+    visitor = Visitor(stack, make_workspace().handle)
+    conversation = db.session.get(Conversation, uuid.UUID(visitor.conversation_id))
+    message = append_message(conversation, "user", "did anyone get this?")
+    run = runs.create_run(conversation, message)
+    db.session.commit()  # committed, never enqueued
+    run_id = str(run.id)
+
+    stream = visitor.stream("0-0")
+    events = stream.events_until(is_end_of(run_id), timeout=30)
+    stream.close()
+    assert names(events)[0] == "message_start"
+    assert events[-1].data["full_text"] == "You said: did anyone get this?"
+    assert visitor.wait_run(run_id)["status"] == "completed"
+    assert [m["role"] for m in visitor.messages()] == ["user", "assistant"]
 
 
 def test_web_killed_mid_stream_resume_on_a_new_web_process(stack, groq):
