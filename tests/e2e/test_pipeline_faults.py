@@ -249,16 +249,18 @@ def test_missing_api_key_ends_the_run_visibly_with_a_degraded_reply(stack, groq)
 
 
 def test_worker_killed_mid_run_is_failed_visibly_by_another_worker(stack, groq):
-    groq.default = Reply.tokens(400, delay=0.03)
+    groq.when("a very long answer", Reply.tokens(400, delay=0.03))
     visitor = Visitor(stack, make_workspace().handle)
     posted = visitor.send("a very long answer")
     run_id = posted["run"]["id"]
     stream = visitor.stream(posted["stream_cursor"], timeout=30)
     try:
         events = stream.events_until(after_deltas(5))
+        queued = visitor.send("and a short one after it")["run"]["id"]  # waits behind the first
         stack.kill_workers(signal.SIGKILL)
         stack.add_worker()
         events += stream.events_until(is_end_of(run_id), timeout=60)
+        later = stream.events_until(is_end_of(queued), timeout=30)
     finally:
         stream.close()
         stack.ensure_worker()
@@ -271,8 +273,15 @@ def test_worker_killed_mid_run_is_failed_visibly_by_another_worker(stack, groq):
     assert end["full_text"] == text_of(events) and end["full_text"].startswith("tok0 tok1 tok2 tok3 tok4")
     run = visitor.run(run_id)
     assert run["status"] == "failed" and run["error"]["code"] == "worker_lost"
+    # The run queued behind it is not stuck, and its model request holds the partial reply.
+    assert later[-1].data["status"] == "completed" and names(later)[0] == "message_start"
+    assert [(m["role"], m["content"]) for m in groq.requests[-1]["messages"][1:]] == [
+        ("user", "a very long answer"),
+        ("assistant", end["full_text"]),
+        ("user", "and a short one after it"),
+    ]
     # A late redelivery of the dead worker's task changes nothing.
     stack.wait_task_done(stack.send_task(run_id))
-    replies = [m for m in visitor.messages() if m["role"] == "assistant"]
-    assert [r["content"] for r in replies] == [end["full_text"]]
+    replies = [m["content"] for m in visitor.messages() if m["role"] == "assistant"]
+    assert replies == [end["full_text"], "You said: and a short one after it"]
     assert visitor.run(run_id)["status"] == "failed"
