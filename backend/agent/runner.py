@@ -108,21 +108,30 @@ class Generation:
         for round_no in range(self.max_rounds + 1):
             offer_tools = use_tools and round_no < self.max_rounds
             try:
-                calls = self._round_with_retries(offer_tools)
+                try:
+                    calls = self._round_with_retries(offer_tools)
+                except llm.LLMUnavailable as exc:
+                    if not (llm.is_tool_use_failed(exc.__cause__) and offer_tools):
+                        raise
+                    # Groq could not parse the model's tool call: once more, without tools
+                    # (a cancel during that retry must be caught below, like any other).
+                    use_tools = offer_tools = False
+                    calls = self._round_with_retries(False)
             except llm.LLMUnavailable as exc:
-                if llm.is_tool_use_failed(exc.__cause__) and offer_tools:
-                    use_tools = False  # Groq could not parse the model's tool call: once more, no tools
-                    try:
-                        calls = self._round_with_retries(False)
-                    except llm.LLMUnavailable as again:
-                        return self._failed(again)
-                else:
-                    return self._failed(exc)
+                return self._failed(exc)
             except Cancelled:
                 return self._outcome("cancelled")
-            if not calls:
+            if not calls or not offer_tools:
+                # A tool call in a round that offered no tools (the cap was reached, or
+                # tools were withdrawn) cannot be honoured: that round's text is the answer.
                 break
             self._run_tools(calls)
+        if not self.text:
+            # Nothing reached the visitor (an empty answer, or only tool calls): the run
+            # still answers, from the workspace's own data, so it saves a reply.
+            return self._failed(
+                llm.LLMUnavailable("empty_reply", "The model returned no text", retryable=False)
+            )
         return self._outcome("completed")
 
     def _round_with_retries(self, offer_tools: bool) -> list[dict]:
