@@ -17,6 +17,7 @@ TABLES = {
     "conversations",
     "conversation_messages",
     "agent_runs",
+    "message_activity",  # analytics counters (owner API)
 }
 
 

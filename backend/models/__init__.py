@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate."""
 
+from backend.models.activity import MessageActivity
 from backend.models.conversation import Conversation, ConversationMessage
 from backend.models.run import AgentRun
 from backend.models.user import User
@@ -9,6 +10,7 @@ __all__ = [
     "AgentRun",
     "Conversation",
     "ConversationMessage",
+    "MessageActivity",
     "SchedulingConnector",
     "User",
     "Workspace",

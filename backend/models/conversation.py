@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.extensions import db
@@ -40,6 +40,16 @@ class ConversationMessage(IdMixin, db.Model):
     __table_args__ = (
         UniqueConstraint("conversation_id", "idempotency_key", name="uq_messages_idempotency_key"),
         Index("ix_conversation_messages_conversation_timestamp", "conversation_id", "timestamp"),
+        # The owner's `q` search (ILIKE '%term%') uses this trigram index on PostgreSQL.
+        # SQLite cannot use one, so there it is an empty partial index (WHERE 0) that
+        # only keeps the migration and the models in agreement.
+        Index(
+            "ix_conversation_messages_content_trgm",
+            "content",
+            postgresql_using="gin",
+            postgresql_ops={"content": "gin_trgm_ops"},
+            sqlite_where=text("0"),
+        ),
     )
 
     conversation_id: Mapped[uuid.UUID] = mapped_column(

@@ -1,23 +1,27 @@
 """Workspace analytics: totals and a per-day series over the last N days.
 
 Days are the workspace's local dates (its IANA time zone), and every day of the
-window is present even when nothing happened. On PostgreSQL the counting is
-done by two GROUP BY queries over `timezone(tz, ts)::date`; SQLite has no time
-zone arithmetic, so there the few needed columns are bucketed in Python.
+window is present even when nothing happened. On PostgreSQL two GROUP BY
+queries over `timezone(tz, ts)::date` do the counting: one over conversations,
+one over the trigger-maintained message_activity counters (a few rows per
+conversation instead of every message). SQLite has neither time zone arithmetic
+nor the trigger, so there the few needed columns are bucketed in Python.
 
 Conversations (and their human_time_saved_minutes) count on the day they were
 created; messages on the day of their timestamp. A degraded reply is an
-assistant message whose meta.degraded is true or whose run is marked degraded;
-tokens are meta.usage.total_tokens of assistant messages (or prompt + completion).
+assistant message whose meta.degraded is true (the run loop writes the run's
+degraded flag there); tokens are meta.usage.total_tokens of assistant messages,
+else prompt_tokens + completion_tokens.
 """
 
+import math
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
 
 from backend.extensions import db
-from backend.models import AgentRun, Conversation, ConversationMessage, Workspace
+from backend.models import Conversation, ConversationMessage, Workspace
 from backend.models.types import utcnow
 
 METRICS = (
@@ -40,33 +44,18 @@ _PG_CONVERSATIONS = text(
     """
 )
 
-# jsonb_typeof guards keep a malformed meta (a string where a number belongs)
-# from turning the whole report into a cast error.
-_PG_NUMBER = "CASE WHEN jsonb_typeof({e}) = 'number' THEN ({e})::text::numeric ELSE 0 END"
-_PG_TOKENS = (
-    "CASE WHEN jsonb_typeof(m.meta -> 'usage' -> 'total_tokens') = 'number' "
-    "THEN (m.meta -> 'usage' ->> 'total_tokens')::numeric ELSE "
-    + _PG_NUMBER.format(e="m.meta -> 'usage' -> 'prompt_tokens'")
-    + " + "
-    + _PG_NUMBER.format(e="m.meta -> 'usage' -> 'completion_tokens'")
-    + " END"
-)
+# Message counters come from message_activity, kept by a trigger (models/activity.py):
+# its 15-minute buckets never straddle a local midnight, so grouping them by local
+# date gives the same days as grouping the messages themselves.
 _PG_MESSAGES = text(
-    f"""
-    SELECT timezone(:tz, m.timestamp)::date AS day,
-           count(*) FILTER (WHERE m.role = 'user') AS visitor_messages,
-           count(*) FILTER (WHERE m.role = 'assistant') AS assistant_replies,
-           count(*) FILTER (
-               WHERE m.role = 'assistant' AND (
-                   m.meta @> '{{"degraded": true}}'::jsonb
-                   OR EXISTS (SELECT 1 FROM agent_runs r WHERE r.reply_message_id = m.id AND r.degraded)
-               )
-           ) AS degraded_replies,
-           coalesce(sum({_PG_TOKENS}) FILTER (WHERE m.role = 'assistant'), 0) AS tokens_used
-    FROM conversation_messages m
-    JOIN conversations c ON c.id = m.conversation_id
-    WHERE c.workspace_id = :ws AND m.timestamp >= :start AND m.timestamp < :end
-      AND m.role IN ('user', 'assistant')
+    """
+    SELECT timezone(:tz, a.bucket)::date AS day,
+           sum(a.visitor_messages) AS visitor_messages,
+           sum(a.assistant_replies) AS assistant_replies,
+           sum(a.degraded_replies) AS degraded_replies,
+           sum(a.tokens_used) AS tokens_used
+    FROM message_activity a
+    WHERE a.workspace_id = :ws AND a.bucket >= :start AND a.bucket < :end
     GROUP BY 1
     """
 )
@@ -119,18 +108,22 @@ def workspace_analytics(workspace: Workspace, days: int) -> dict:
     }
 
 
-def _number(value) -> float:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+def _token_count(value) -> int:
+    """A usable token count: a number in [0, 1e12), floored; anything else counts 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(math.floor(value)) if 0 <= value < 1e12 else 0
 
 
-def _tokens(meta: dict) -> int:
+def message_tokens(meta) -> int:
+    """usage.total_tokens, else prompt_tokens + completion_tokens (the trigger's rule)."""
     usage = meta.get("usage") if isinstance(meta, dict) else None
     if not isinstance(usage, dict):
         return 0
     total = usage.get("total_tokens")
     if isinstance(total, int | float) and not isinstance(total, bool):
-        return int(total)
-    return int(_number(usage.get("prompt_tokens")) + _number(usage.get("completion_tokens")))
+        return _token_count(total)
+    return _token_count(usage.get("prompt_tokens")) + _token_count(usage.get("completion_tokens"))
 
 
 def _fill_in_python(buckets: dict, workspace: Workspace, zone: ZoneInfo, start, end) -> None:
@@ -151,15 +144,8 @@ def _fill_in_python(buckets: dict, workspace: Workspace, zone: ZoneInfo, start, 
         if bucket is not None:
             bucket["conversations"] += 1
             bucket["human_time_saved_minutes"] += saved or 0
-    degraded_run = (
-        select(AgentRun.id)
-        .where(AgentRun.reply_message_id == ConversationMessage.id, AgentRun.degraded.is_(True))
-        .exists()
-    )
     messages = db.session.execute(
-        select(
-            ConversationMessage.timestamp, ConversationMessage.role, ConversationMessage.meta, degraded_run
-        )
+        select(ConversationMessage.timestamp, ConversationMessage.role, ConversationMessage.meta)
         .join(Conversation, Conversation.id == ConversationMessage.conversation_id)
         .where(
             Conversation.workspace_id == workspace.id,
@@ -168,7 +154,7 @@ def _fill_in_python(buckets: dict, workspace: Workspace, zone: ZoneInfo, start, 
             ConversationMessage.role.in_(("user", "assistant")),
         )
     )
-    for timestamp, role, meta, run_degraded in messages:
+    for timestamp, role, meta in messages:
         bucket = buckets.get(local_day(timestamp))
         if bucket is None:
             continue
@@ -177,6 +163,6 @@ def _fill_in_python(buckets: dict, workspace: Workspace, zone: ZoneInfo, start, 
             continue
         bucket["assistant_replies"] += 1
         meta = meta if isinstance(meta, dict) else {}
-        if meta.get("degraded") is True or run_degraded:
+        if meta.get("degraded") is True:
             bucket["degraded_replies"] += 1
-        bucket["tokens_used"] += _tokens(meta)
+        bucket["tokens_used"] += message_tokens(meta)

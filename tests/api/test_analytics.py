@@ -46,7 +46,7 @@ def seed(workspace):
         "assistant",
         "a",
         timestamp=local(0, 0, 50),
-        meta={"degraded": "no", "usage": {"total_tokens": "x"}},
+        meta={"degraded": True, "usage": {"total_tokens": "x"}},  # malformed usage counts 0
     )
     db.session.add(
         AgentRun(
