@@ -46,6 +46,11 @@ def _conversation_key() -> str:
     return f"conversation:{request.view_args.get('conversation_id')}"
 
 
+def _counts_for_conversation(response) -> bool:
+    # Someone who knows a conversation's id but not its token must not use up its budget.
+    return response.status_code not in (401, 404)
+
+
 def _visitor(conversation_id: uuid.UUID):
     token = request.headers.get("X-Visitor-Token") or request.args.get("visitor_token")
     return chat.authorize_visitor(conversation_id, token)
@@ -71,7 +76,7 @@ def create_conversation(body):
 
 @blp.route("/conversations/<uuid:conversation_id>/messages", methods=["POST"])
 @limiter.limit(_per_ip_limit)
-@limiter.limit(_per_conversation_limit, key_func=_conversation_key)
+@limiter.limit(_per_conversation_limit, key_func=_conversation_key, deduct_when=_counts_for_conversation)
 @blp.doc(**VISITOR_TOKEN_DOC)
 @blp.arguments(VisitorMessageCreateSchema)
 @blp.response(201, MessagePostedSchema)

@@ -721,3 +721,14 @@ def test_retry_after_tells_when_the_window_resets(app):
         response = post_message(client, conversation_id, token, "two")
         assert_error(response, 429, "Too many requests")
         assert 3500 < int(response.headers["Retry-After"]) <= 3600
+
+
+def test_requests_without_the_token_do_not_use_up_the_visitors_budget(app):
+    with limited_app(app, PUBLIC_MESSAGE_RATE_LIMIT_PER_CONVERSATION="2/minute") as limited:
+        client = limited.test_client()
+        conversation_id, token = start_conversation(client, make_workspace().handle)
+        for _ in range(4):  # someone who knows the id, but not the token
+            assert_error(post_message(client, conversation_id, "guess"), 401)
+        assert post_message(client, conversation_id, token, "one").status_code == 201
+        assert post_message(client, conversation_id, token, "two").status_code == 201
+        assert_429(post_message(client, conversation_id, token, "three"))
