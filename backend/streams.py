@@ -8,6 +8,8 @@ their last run event, which keeps a finished run resumable for at least an hour.
 
 import json
 import re
+import threading
+import time
 import uuid
 
 from flask import current_app
@@ -75,57 +77,129 @@ def cursor_is_lost(conversation_id, cursor: str) -> bool:
 
 
 class RunPublisher:
-    """Publishes one run's events; the caller holds the run (one publisher per run)."""
+    """Publishes one run's events, in order, to the conversation's stream.
 
-    def __init__(self, conversation_id, run_id, message_id):
+    By default every event is written at once and its entry id returned. With
+    `batched=True` (the run loop), deltas are handed to a writer thread (a greenlet under gevent) that sends
+    whatever has accumulated in one pipelined round trip: one chunk at a time
+    while the model is slower than Redis, many at once when it is faster, so
+    the token loop never waits on Redis. Each batch also reads the run's cancel
+    flag, so checking for a cancel costs nothing extra. Events whose id the
+    caller needs (message_start, message_end) are written synchronously, after
+    everything queued before them.
+    """
+
+    YIELD_EVERY = 64  # let the writer run even when chunks arrive faster than it sends
+
+    def __init__(
+        self, conversation_id, run_id, message_id, cancel_flag_key: str | None = None, batched: bool = False
+    ):
         self.key = stream_key(conversation_id)
         self.run_id = str(run_id)
         self.message_id = str(message_id)
         self.count = 0
+        self.cancel_requested = False
         config = current_app.config
         self._maxlen = config["STREAM_MAXLEN"]
         self._ttl = config["STREAM_TTL_SECONDS"]
         self._redis = redis_client()
+        self._cancel_key = cancel_flag_key
+        self._pending: list[dict] = []
+        self._busy = False
+        self._failure: Exception | None = None
+        self._cond = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        self._batched = batched
 
-    def _xadd(self, event: str, data: dict, refresh_ttl: bool = False) -> str:
+    # -- queueing -----------------------------------------------------------------
+    def _enqueue(self, event: str, data: dict) -> str | None:
+        if not self._batched:
+            return self._write_now(event, data, refresh_ttl=False)
         self.count += 1
-        fields = {"e": event, "d": encode(data)}
-        if not refresh_ttl:
-            return self._redis.xadd(self.key, fields, maxlen=self._maxlen, approximate=True)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xadd(self.key, fields, maxlen=self._maxlen, approximate=True)
-        pipe.expire(self.key, self._ttl)
-        return pipe.execute()[0]
+        with self._cond:
+            if self._failure is not None:
+                raise self._failure
+            self._pending.append({"e": event, "d": encode(data)})
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, daemon=True, name="run-publisher")
+                self._writer.start()
+            self._cond.notify_all()
+            backlog = len(self._pending)
+        if backlog % self.YIELD_EVERY == 0:
+            time.sleep(0)
 
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending and self._closed:
+                    return
+                batch, self._pending = self._pending, []
+                self._busy = True
+            try:
+                self._send(batch)
+            except Exception as exc:  # surfaced to the run loop at its next publish
+                with self._cond:
+                    self._failure = exc
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _send(self, batch: list[dict], refresh_ttl: bool = False) -> list:
+        pipe = self._redis.pipeline(transaction=False)
+        for fields in batch:
+            pipe.xadd(self.key, fields, maxlen=self._maxlen, approximate=True)
+        if refresh_ttl:
+            pipe.expire(self.key, self._ttl)
+        if self._cancel_key:
+            pipe.exists(self._cancel_key)
+        results = pipe.execute()
+        if self._cancel_key and results[-1]:
+            self.cancel_requested = True
+        return results[: len(batch)]
+
+    def _drain(self) -> None:
+        with self._cond:
+            while self._pending or self._busy:
+                self._cond.wait()
+            if self._failure is not None:
+                raise self._failure
+
+    def _write_now(self, event: str, data: dict, refresh_ttl: bool = True) -> str:
+        """Writes after everything queued so far and returns the entry id."""
+        self._drain()
+        self.count += 1
+        return self._send([{"e": event, "d": encode(data)}], refresh_ttl=refresh_ttl)[0]
+
+    def close(self) -> None:
+        """Sends what is still queued and stops the writer."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._drain()
+
+    # -- the events of API.md -----------------------------------------------------------
     def message_start(self) -> str:
-        return self._xadd(
-            "message_start", {"run_id": self.run_id, "message_id": self.message_id}, refresh_ttl=True
+        return self._write_now("message_start", {"run_id": self.run_id, "message_id": self.message_id})
+
+    def delta(self, text_chunk: str) -> str | None:
+        return self._enqueue(
+            "delta", {"run_id": self.run_id, "message_id": self.message_id, "text_chunk": text_chunk}
         )
 
-    def delta(self, text_chunk: str) -> str:
-        data = {"run_id": self.run_id, "message_id": self.message_id, "text_chunk": text_chunk}
-        return self._xadd("delta", data)
+    def tool_call(self, call_id: str, tool: str, args) -> str | None:
+        return self._enqueue("tool_call", {"run_id": self.run_id, "id": call_id, "tool": tool, "args": args})
 
-    def delta_and_check(self, text_chunk: str, flag_key: str) -> bool:
-        """Publishes a delta and, in the same round trip, tells whether `flag_key` is set
-        (a cancel request): checking every chunk costs no extra latency."""
-        self.count += 1
-        data = {"run_id": self.run_id, "message_id": self.message_id, "text_chunk": text_chunk}
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xadd(self.key, {"e": "delta", "d": encode(data)}, maxlen=self._maxlen, approximate=True)
-        pipe.exists(flag_key)
-        return bool(pipe.execute()[1])
-
-    def tool_call(self, call_id: str, tool: str, args) -> str:
-        return self._xadd("tool_call", {"run_id": self.run_id, "id": call_id, "tool": tool, "args": args})
-
-    def tool_result(self, call_id: str, tool: str, status: str, data, error) -> str:
+    def tool_result(self, call_id: str, tool: str, status: str, data, error) -> str | None:
         payload = {"run_id": self.run_id, "id": call_id, "tool": tool, "status": status, "data": data}
         payload["error"] = error
-        return self._xadd("tool_result", payload)
+        return self._enqueue("tool_result", payload)
 
-    def error(self, code: str, message: str) -> str:
-        return self._xadd("error", {"run_id": self.run_id, "code": code, "message": message})
+    def error(self, code: str, message: str) -> str | None:
+        return self._enqueue("error", {"run_id": self.run_id, "code": code, "message": message})
 
     def message_end(self, full_text: str, status: str, degraded: bool, usage: dict | None) -> str:
         data = {
@@ -136,7 +210,9 @@ class RunPublisher:
             "degraded": degraded,
             "usage": usage,
         }
-        return self._xadd("message_end", data, refresh_ttl=True)
+        entry_id = self._write_now("message_end", data)
+        self.close()
+        return entry_id
 
 
 def run_text_so_far(conversation_id, run_id, first_event_id: str | None) -> str:

@@ -91,7 +91,6 @@ class Generation:
     def __init__(self, ctx: AgentContext, messages: list[dict], publisher: RunPublisher, run_id):
         config = current_app.config
         self.ctx, self.messages, self.publisher = ctx, messages, publisher
-        self.cancel_key = cancel_key(run_id)
         self.model = config["TEXT_MODEL_NAME"]
         self.temperature = config["MODEL_TEMPERATURE"]
         self.max_rounds = config["AGENT_MAX_TOOL_ROUNDS"]
@@ -168,7 +167,8 @@ class Generation:
                             self.ttft = time.monotonic() - self.started
                         self.text.append(delta.content)
                         round_text.append(delta.content)
-                        if self.publisher.delta_and_check(delta.content, self.cancel_key):
+                        self.publisher.delta(delta.content)
+                        if self.publisher.cancel_requested:
                             raise Cancelled()
                     if delta.tool_calls:
                         calls.add(delta.tool_calls)
@@ -252,14 +252,23 @@ def execute_run(run_id: uuid.UUID) -> None:
     history = load_history(claim, config["AGENT_HISTORY_MESSAGES"])
     messages = build_chat_messages(ctx, history, datetime.now(UTC))
     db.session.close()  # no connection held while the model streams
-    publisher = RunPublisher(claim.conversation_id, claim.run_id, claim.reply_message_id)
+    publisher = RunPublisher(
+        claim.conversation_id,
+        claim.run_id,
+        claim.reply_message_id,
+        cancel_flag_key=cancel_key(claim.run_id),
+        batched=True,
+    )
     runs.record_first_event(claim.run_id, publisher.message_start())
     generation = Generation(ctx, messages, publisher, claim.run_id)
-    with Heartbeat(claim.run_id, config["RUN_HEARTBEAT_SECONDS"]):
-        outcome = generation.run()
-    finished, next_run = runs.finish_run(claim, outcome)
-    if finished:
-        publisher.message_end(outcome.text, outcome.status, outcome.degraded, outcome.meta["usage"])
+    try:
+        with Heartbeat(claim.run_id, config["RUN_HEARTBEAT_SECONDS"]):
+            outcome = generation.run()
+        finished, next_run = runs.finish_run(claim, outcome)
+        if finished:
+            publisher.message_end(outcome.text, outcome.status, outcome.degraded, outcome.meta["usage"])
+    finally:
+        publisher.close()
     duration = time.monotonic() - generation.started
     metrics.record_run_finished(outcome.status, duration, generation.ttft, outcome.degraded)
     metrics.record_events_published(publisher.count)

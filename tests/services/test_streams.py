@@ -106,17 +106,41 @@ def test_unicode_and_newlines_stay_on_one_line(ids):
     assert "\u00e1" in raw  # not \\u-escaped: compact, readable
 
 
-def test_delta_and_check_reports_the_cancel_flag(ids):
+@pytest.mark.parametrize("batched", [False, True])
+def test_writes_report_the_cancel_flag(ids, batched):
     conversation_id, run_id, message_id = ids
-    publisher = RunPublisher(conversation_id, run_id, message_id)
-    assert publisher.delta_and_check("a", cancel_key(run_id)) is False
+    publisher = RunPublisher(
+        conversation_id, run_id, message_id, cancel_flag_key=cancel_key(run_id), batched=batched
+    )
+    publisher.delta("a")
+    if batched:
+        publisher.close()
+    assert publisher.cancel_requested is False
     redis_client().set(cancel_key(run_id), "1")
-    assert publisher.delta_and_check("b", cancel_key(run_id)) is True
+    publisher = RunPublisher(
+        conversation_id, run_id, message_id, cancel_flag_key=cancel_key(run_id), batched=batched
+    )
+    publisher.delta("b")
+    publisher.close()
+    assert publisher.cancel_requested is True
     assert [data["text_chunk"] for _, event, data in entries(conversation_id) if event == "delta"] == [
         "a",
         "b",
     ]
-    assert publisher.count == 2
+
+
+def test_batched_deltas_arrive_in_order_before_message_end(ids):
+    conversation_id, run_id, message_id = ids
+    publisher = RunPublisher(conversation_id, run_id, message_id, batched=True)
+    publisher.message_start()
+    chunks = [f"t{i} " for i in range(3000)]
+    for chunk in chunks:
+        publisher.delta(chunk)
+    publisher.message_end("".join(chunks), "completed", False, None)
+    stored = entries(conversation_id)
+    assert [event for _, event, _ in stored] == ["message_start"] + ["delta"] * 3000 + ["message_end"]
+    assert "".join(data["text_chunk"] for _, event, data in stored if event == "delta") == "".join(chunks)
+    assert publisher.count == 3002
 
 
 def test_entry_ids_increase(ids):
