@@ -41,9 +41,15 @@ class Config:
     PROJECT_NAME = _env("PROJECT_NAME", "Scheduling Assistant")
 
     SQLALCHEMY_DATABASE_URI = _database_url()
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    SQLALCHEMY_ENGINE_OPTIONS = {
+        "pool_pre_ping": True,
+        "pool_size": _int("DB_POOL_SIZE", 10),
+        "max_overflow": _int("DB_MAX_OVERFLOW", 20),
+    }
     REDIS_URL = _env("REDIS_URL", "redis://localhost:6379/0")
     CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL)
+    REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 50)
+    CELERY_VISIBILITY_TIMEOUT = _int("CELERY_VISIBILITY_TIMEOUT", 3600)
 
     # Auth (template behaviour: 8-day access tokens, 48-hour reset tokens).
     ACCESS_TOKEN_EXPIRE = timedelta(minutes=_int("ACCESS_TOKEN_EXPIRE_MINUTES", 60 * 24 * 8))

@@ -35,31 +35,26 @@ api = ApiWithJsonErrors()
 
 
 class RedisClients:
-    """One pooled Redis client per process, configured from REDIS_URL.
-
-    `client` serves short commands. Blocking reads (XREAD BLOCK) must use a socket
-    timeout longer than their block time, so they get `blocking`, a separate pool.
-    """
+    """One pooled Redis client per process, configured from REDIS_URL, for short
+    commands. (Blocking stream reads have their own connection: backend/stream_tail.py.)"""
 
     def __init__(self) -> None:
         self.client: redis.Redis | None = None
-        self.blocking: redis.Redis | None = None
 
     def init_app(self, app: Flask) -> None:
         url = app.config["REDIS_URL"]
-        self.client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            max_connections=app.config.get("REDIS_MAX_CONNECTIONS", 200),
-        )
-        self.blocking = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=60,
-            socket_connect_timeout=5,
-            max_connections=app.config.get("REDIS_MAX_CONNECTIONS", 200),
+        size = app.config["REDIS_MAX_CONNECTIONS"]
+        # Blocking pools: past `size` connections a caller waits for a free one
+        # (cooperatively under gevent) instead of failing or opening more.
+        self.client = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=size,
+                timeout=20,
+                decode_responses=True,
+                socket_timeout=10,
+                socket_connect_timeout=5,
+            )
         )
         app.extensions["redis"] = self
 
@@ -92,7 +87,13 @@ def celery_init_app(app: Flask) -> Celery:
         worker_send_task_events=True,
         task_track_started=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        # kombu's Redis channel pool holds 10 connections by default and raises past that:
+        # a gevent worker acking a burst of finished tasks (a backlog drained at start)
+        # logged "Couldn't ack ... MaxConnectionsError" and left them unacked.
+        broker_transport_options={
+            "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"],
+            "max_connections": app.config.get("CELERY_BROKER_MAX_CONNECTIONS", 1000),
+        },
         task_routes={"backend.tasks.run_agent": {"queue": queue}},
         task_default_queue="default",
         task_always_eager=app.config.get("CELERY_TASK_ALWAYS_EAGER", False),

@@ -48,7 +48,11 @@ class StreamHub:
         self._reader = redis.Redis.from_url(
             redis_url, decode_responses=True, socket_timeout=block_ms / 1000 + 10
         )
-        self._short = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
+        self._short = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                redis_url, max_connections=8, timeout=20, decode_responses=True, socket_timeout=10
+            )
+        )
         self._lock = threading.Lock()
         self._subs: dict[str, set[Subscription]] = {}
         self._cursors: dict[str, str] = {}
