@@ -54,11 +54,12 @@ class UTCDateTimeArg(fields.DateTime):
             text = text.replace(" ", "+")
         try:
             parsed = datetime.fromisoformat(text)
-        except ValueError as exc:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+        # An offset can carry a date past year 9999 or before year 1 (OverflowError).
+        except (ValueError, OverflowError) as exc:
             raise self.make_error("invalid", input=value, obj_type="datetime") from exc
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
 
 
 def not_blank(value: str | None) -> None:

@@ -7,6 +7,12 @@ from backend.schemas.common import BaseSchema, UTCDateTimeArg
 MAX_CONTENT_CHARS = 4000
 
 
+def _no_nul(value: str | None) -> None:
+    # PostgreSQL text cannot hold NUL: without this check the insert fails with a 500.
+    if value is not None and "\x00" in value:
+        raise ValidationError("Must not contain NUL characters.")
+
+
 class PublicServiceSchema(BaseSchema):
     id = fields.UUID()
     name = fields.String()
@@ -27,8 +33,8 @@ class PublicWorkspaceSchema(BaseSchema):
 
 
 class ConversationCreateSchema(BaseSchema):
-    workspace_handle = fields.String(required=True, validate=validate.Length(min=1, max=63))
-    visitor_name = fields.String(allow_none=True, validate=validate.Length(max=255))
+    workspace_handle = fields.String(required=True, validate=[validate.Length(min=1, max=63), _no_nul])
+    visitor_name = fields.String(allow_none=True, validate=[validate.Length(max=255), _no_nul])
 
 
 class ConversationCreatedSchema(BaseSchema):
@@ -40,11 +46,12 @@ class ConversationCreatedSchema(BaseSchema):
 def _trimmed_length(value: str) -> None:
     if not 1 <= len(value.strip()) <= MAX_CONTENT_CHARS:
         raise ValidationError(f"Must be 1 to {MAX_CONTENT_CHARS} characters after trimming.")
+    _no_nul(value)
 
 
 class VisitorMessageCreateSchema(BaseSchema):
     content = fields.String(required=True, validate=_trimmed_length)
-    idempotency_key = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
+    idempotency_key = fields.String(allow_none=True, validate=[validate.Length(min=1, max=255), _no_nul])
     role = fields.String(load_default="user", validate=validate.OneOf(["user"]))
 
 

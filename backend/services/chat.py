@@ -36,6 +36,8 @@ def _token_hash(token: str) -> str:
 
 
 def active_workspace(handle: str) -> Workspace:
+    if "\x00" in handle:  # no handle has one, and PostgreSQL would refuse the query
+        raise not_found("Workspace")
     workspace = db.session.execute(
         select(Workspace).where(Workspace.handle == handle.lower(), Workspace.is_active.is_(True))
     ).scalar_one_or_none()

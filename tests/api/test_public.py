@@ -314,6 +314,33 @@ def test_invalid_content_is_422(client, body):
     assert message_count(conversation_id) == 0 and run_count() == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"content": "hi\x00there"}, "content"),
+        ({"content": "hi", "idempotency_key": "k\x00"}, "idempotency_key"),
+    ],
+)
+def test_nul_characters_are_422(client, body, field):
+    conversation_id, token = visitor(client)
+    response = client.post(
+        f"{API}/conversations/{conversation_id}/messages", json=body, headers={"X-Visitor-Token": token}
+    )
+    assert field in assert_error(response, 422)["errors"]
+    assert message_count(conversation_id) == 0
+
+
+def test_nul_characters_when_starting_a_conversation(client):
+    handle = current_workspace().handle
+    response = client.post(
+        f"{API}/conversations", json={"workspace_handle": handle, "visitor_name": "a\x00b"}
+    )
+    assert "visitor_name" in assert_error(response, 422)["errors"]
+    response = client.post(f"{API}/conversations", json={"workspace_handle": handle + "\x00"})
+    assert "workspace_handle" in assert_error(response, 422)["errors"]
+    assert_error(client.get(f"{API}/workspaces/{handle}%00"), 404, "Workspace not found")
+
+
 @pytest.mark.parametrize("role", ["assistant", "owner", "system", ""])
 def test_only_the_user_role_is_accepted(client, role):
     conversation_id, token = visitor(client)
@@ -528,6 +555,28 @@ def test_malformed_since_is_422(client, since):
     conversation_id, token, _ = _conversation_with_messages(client, 1)
     response = list_messages(client, conversation_id, token, since=since)
     assert "since" in assert_error(response, 422)["errors"]
+
+
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00"])
+def test_since_beyond_the_calendar_is_422(client, since):
+    conversation_id, token, _ = _conversation_with_messages(client, 1)
+    response = list_messages(client, conversation_id, token, since=since)
+    assert "since" in assert_error(response, 422)["errors"]
+
+
+def test_since_at_the_ends_of_the_calendar(client):
+    conversation_id, token, created = _conversation_with_messages(client, 2)
+    ids = [str(m.id) for m in created]
+    assert [
+        m["id"]
+        for m in list_messages(client, conversation_id, token, since="0001-01-01T00:00:00Z").get_json()[
+            "messages"
+        ]
+    ] == ids
+    assert (
+        list_messages(client, conversation_id, token, since="9999-12-31T23:59:59Z").get_json()["messages"]
+        == []
+    )
 
 
 def test_listing_shows_only_this_conversation(client):
