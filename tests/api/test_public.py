@@ -261,7 +261,7 @@ def test_malformed_conversation_id_is_not_a_500(client):
 
 def test_post_message_creates_message_and_queued_run(client):
     conversation_id, token = visitor(client)
-    response = post_message(client, conversation_id, token, "  When are you open?\n ")
+    response = post_message(client, conversation_id, token, "  When are you open?\n ", mood="curious")
     assert response.status_code == 201, response.get_data(as_text=True)
     body = response.get_json()
     assert set(body) == {"message", "run", "stream_cursor"}
