@@ -225,6 +225,29 @@ def test_web_killed_mid_stream_resume_on_a_new_web_process(stack, groq):
     assert visitor.messages()[-1]["content"] == after[-1].data["full_text"]
 
 
+def test_a_backlog_queued_while_no_worker_ran_is_drained_and_acked_at_start(stack, groq):
+    """A deploy: runs (and stale duplicate deliveries) pile up while no worker is up; the
+    next worker runs them and acks every task (kombu's pool once ran out doing that)."""
+    visitor = Visitor(stack, make_workspace().handle)
+    done = visitor.send("answered before the restart")["run"]["id"]
+    visitor.wait_run(done)
+    stack.kill_workers(signal.SIGTERM)
+    try:
+        duplicates = [stack.send_task(done) for _ in range(100)]
+        posted = visitor.send("sent while no worker runs")
+        worker = stack.add_worker()
+        stream = visitor.stream(posted["stream_cursor"])
+        events = stream.events_until(is_end_of(posted["run"]["id"]))
+        stream.close()
+        for task_id in duplicates:
+            stack.wait_task_done(task_id)
+    finally:
+        stack.ensure_worker()
+    assert events[-1].data["full_text"] == "You said: sent while no worker runs"
+    assert [m["role"] for m in visitor.messages()] == ["user", "assistant"] * 2
+    assert "Couldn't ack" not in worker.output()
+
+
 def test_missing_api_key_ends_the_run_visibly_with_a_degraded_reply(stack, groq):
     visitor = Visitor(stack, booking_workspace().handle)
     stack.kill_workers(signal.SIGTERM)
