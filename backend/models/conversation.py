@@ -21,6 +21,24 @@ class Conversation(IdMixin, TimestampMixin, db.Model):
         Index("ix_conversations_workspace_status", "workspace_id", "status"),
         Index("ix_conversations_workspace_channel", "workspace_id", "channel"),
         Index("ix_conversations_workspace_created", "workspace_id", "created_at"),
+        # PostgreSQL-only search indexes (owner list filters `tag` and `q`); on SQLite,
+        # which can use neither, they are empty partial indexes (WHERE 0) that only keep
+        # the migration and the models in agreement.
+        Index(
+            "ix_conversations_tags",
+            "tags",
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
+            sqlite_where=text("0"),
+        ),
+        Index(
+            "ix_conversations_visitor_trgm",
+            "visitor_name",
+            "visitor_email",
+            postgresql_using="gin",
+            postgresql_ops={"visitor_name": "gin_trgm_ops", "visitor_email": "gin_trgm_ops"},
+            sqlite_where=text("0"),
+        ),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -40,9 +58,7 @@ class ConversationMessage(IdMixin, db.Model):
     __table_args__ = (
         UniqueConstraint("conversation_id", "idempotency_key", name="uq_messages_idempotency_key"),
         Index("ix_conversation_messages_conversation_timestamp", "conversation_id", "timestamp"),
-        # The owner's `q` search (ILIKE '%term%') uses this trigram index on PostgreSQL.
-        # SQLite cannot use one, so there it is an empty partial index (WHERE 0) that
-        # only keeps the migration and the models in agreement.
+        # The owner's `q` search (ILIKE '%term%') on PostgreSQL; empty on SQLite (as above).
         Index(
             "ix_conversation_messages_content_trgm",
             "content",

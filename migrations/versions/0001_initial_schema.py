@@ -218,8 +218,11 @@ def upgrade():
     on_postgres = op.get_bind().dialect.name == 'postgresql'
     if on_postgres:
         op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
+    with op.batch_alter_table('conversations', schema=None) as batch_op:
+        # GIN indexes on PostgreSQL; empty partial indexes on SQLite (see the models).
+        batch_op.create_index('ix_conversations_tags', ['tags'], unique=False, postgresql_using='gin', postgresql_ops={'tags': 'jsonb_path_ops'}, sqlite_where=sa.text('0'))
+        batch_op.create_index('ix_conversations_visitor_trgm', ['visitor_name', 'visitor_email'], unique=False, postgresql_using='gin', postgresql_ops={'visitor_name': 'gin_trgm_ops', 'visitor_email': 'gin_trgm_ops'}, sqlite_where=sa.text('0'))
     with op.batch_alter_table('conversation_messages', schema=None) as batch_op:
-        # A GIN trigram index on PostgreSQL; an empty partial index on SQLite (see the model).
         batch_op.create_index('ix_conversation_messages_content_trgm', ['content'], unique=False, postgresql_using='gin', postgresql_ops={'content': 'gin_trgm_ops'}, sqlite_where=sa.text('0'))
 
     op.create_table('message_activity',
@@ -277,6 +280,9 @@ def downgrade():
     op.drop_table('message_activity')
     with op.batch_alter_table('conversation_messages', schema=None) as batch_op:
         batch_op.drop_index('ix_conversation_messages_content_trgm', postgresql_using='gin', postgresql_ops={'content': 'gin_trgm_ops'}, sqlite_where=sa.text('0'))
+    with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.drop_index('ix_conversations_visitor_trgm', postgresql_using='gin', postgresql_ops={'visitor_name': 'gin_trgm_ops', 'visitor_email': 'gin_trgm_ops'}, sqlite_where=sa.text('0'))
+        batch_op.drop_index('ix_conversations_tags', postgresql_using='gin', postgresql_ops={'tags': 'jsonb_path_ops'}, sqlite_where=sa.text('0'))
 
     with op.batch_alter_table('agent_runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_agent_runs_user_message_id'))
