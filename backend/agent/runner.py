@@ -151,30 +151,35 @@ class Generation:
         raise AssertionError("unreachable")
 
     def _round(self, offer_tools: bool) -> list[dict]:
-        client = llm.get_client()
         extra = {"tools": TOOL_SPECS, "tool_choice": "auto"} if offer_tools else {}
-        stream = client.chat.completions.create(
-            model=self.model, messages=self.messages, temperature=self.temperature, stream=True, **extra
+        stream = llm.stream_chat(
+            llm.get_client(),
+            model=self.model,
+            messages=self.messages,
+            temperature=self.temperature,
+            **extra,
         )
         calls = llm.ToolCallAccumulator()
         round_text: list[str] = []
         try:
             for chunk in stream:
-                if chunk.choices:
-                    delta = chunk.choices[0].delta
-                    if delta.content:
+                choices = chunk.get("choices")
+                if choices:
+                    delta = choices[0].get("delta") or {}
+                    content = delta.get("content")
+                    if content:
                         if self.ttft is None:
                             self.ttft = time.monotonic() - self.started
-                        self.text.append(delta.content)
-                        round_text.append(delta.content)
-                        self.publisher.delta(delta.content)
+                        self.text.append(content)
+                        round_text.append(content)
+                        self.publisher.delta(content)
                         if self.publisher.cancel_requested:
                             raise Cancelled()
-                    if delta.tool_calls:
-                        calls.add(delta.tool_calls)
-                x_groq = getattr(chunk, "x_groq", None)
-                if x_groq is not None and getattr(x_groq, "usage", None) is not None:
-                    self._add_usage(x_groq.usage)
+                    if delta.get("tool_calls"):
+                        calls.add(delta["tool_calls"])
+                usage = (chunk.get("x_groq") or {}).get("usage") or chunk.get("usage")
+                if usage:
+                    self._add_usage(usage)
         finally:
             stream.close()
         ordered = calls.ordered()
@@ -211,9 +216,9 @@ class Generation:
                 {"role": "tool", "tool_call_id": call_id, "content": result.as_tool_message_content()}
             )
 
-    def _add_usage(self, usage) -> None:
+    def _add_usage(self, usage: dict) -> None:
         for key in self.usage:
-            self.usage[key] += getattr(usage, key, 0) or 0
+            self.usage[key] += usage.get(key) or 0
 
     def _failed(self, error: llm.LLMUnavailable) -> runs.Outcome:
         error_info = {"code": error.code, "message": error.message}
