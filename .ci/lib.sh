@@ -71,3 +71,8 @@ ensure_postgres() {
     return 1
   }
 }
+
+ensure_chromium() {  # the visitor page's browser test drives Debian's Chromium
+  command -v chromium >/dev/null && return 0
+  apt_install chromium || log "Chromium could not be installed: the browser test will be skipped"
+}
