@@ -308,6 +308,30 @@ def test_tool_call_streams_tool_events_then_the_answer_with_the_link(stack, groq
     assert follow_up[-1]["role"] == "tool" and BOOKING_LINK in follow_up[-1]["content"]
 
 
+def test_unknown_tool_comes_back_as_an_error_result_and_the_answer_goes_on(stack, groq):
+    groq.enqueue(Reply.tool_call("delete_everything", {"really": True}))
+    visitor = Visitor(stack, make_workspace().handle)
+    posted = visitor.send("do something odd")
+    events = full_read(visitor, posted["stream_cursor"], posted["run"]["id"])
+    assert names(events)[:3] == ["message_start", "tool_call", "tool_result"]
+    result = events[2].data
+    assert result["status"] == "error" and result["error"] and result["tool"] == "delete_everything"
+    end = events[-1].data
+    assert end["status"] == "completed" and end["full_text"].startswith("Here is what I found: ")
+    assert text_of(events) == end["full_text"]
+
+
+def test_tool_use_failed_from_groq_is_retried_without_tools(stack, groq):
+    groq.enqueue(Reply.error(400, code="tool_use_failed"))
+    visitor = Visitor(stack, make_workspace().handle)
+    posted = visitor.send("book something")
+    events = full_read(visitor, posted["stream_cursor"], posted["run"]["id"])
+    end = events[-1].data
+    assert end["status"] == "completed" and end["degraded"] is False
+    assert end["full_text"] == text_of(events) == "You said: book something"
+    assert "tools" in groq.requests[0] and "tools" not in groq.requests[1]
+
+
 def test_every_conversation_route_needs_the_token_and_an_existing_conversation(stack, groq):
     workspace = make_workspace()
     visitor = Visitor(stack, workspace.handle)
