@@ -33,6 +33,11 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
 
     from backend import models  # noqa: F401  (models must be known to Flask-Migrate)
 
+    if app.config["TRUSTED_PROXY_HOPS"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     db.init_app(app)
     with app.app_context():
         _tune_sqlite(db.engine)

@@ -86,6 +86,8 @@ class Config:
     RATELIMIT_ENABLED = _env("RATELIMIT_ENABLED", "true").lower() == "true"
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", REDIS_URL)
     RATELIMIT_HEADERS_ENABLED = True
+    # A Redis outage must not turn every request into a 500: limits fail open.
+    RATELIMIT_SWALLOW_ERRORS = True
     # Per client IP, on login, password recovery and reset (guessing passwords, mail floods).
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "10/minute")
     PUBLIC_MESSAGE_RATE_LIMIT_PER_CONVERSATION = _env(
@@ -101,6 +103,9 @@ class Config:
     ]
     FRONTEND_HOST = _env("FRONTEND_HOST", "http://localhost:5173")
     PORT = _int("PORT", 8000)
+    # Behind N reverse proxies / load balancers, the client IP (rate limits, logs) is
+    # taken from the N-th X-Forwarded-For hop. 0 trusts no header.
+    TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0)
 
     # Email
     SMTP_HOST = _env("SMTP_HOST")
