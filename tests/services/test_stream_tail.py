@@ -190,12 +190,19 @@ def test_one_blocking_connection_for_all_subscribers(hub, writer, redis_url):
 
     pool = hub._reader.connection_pool
     assert pool._created_connections == 1
-    reader_ports = {conn._sock.getsockname()[1] for conn in pool._in_use_connections}
+    connections = list(pool._in_use_connections) + list(pool._available_connections)
+    reader_ports = {conn._sock.getsockname()[1] for conn in connections if conn._sock is not None}
     assert len(reader_ports) == 1
     # Redis agrees: that one connection is the one blocked in XREAD for this hub.
-    clients = writer.client_list()
-    hub_clients = [c for c in clients if int(c["addr"].rsplit(":", 1)[1]) in reader_ports]
-    assert len(hub_clients) == 1 and hub_clients[0]["cmd"] == "xread"
+    deadline = time.monotonic() + 5
+    while True:
+        clients = writer.client_list()
+        hub_clients = [c for c in clients if int(c["addr"].rsplit(":", 1)[1]) in reader_ports]
+        assert len(hub_clients) == 1
+        if hub_clients[0]["cmd"] == "xread" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert hub_clients[0]["cmd"] == "xread"
     for consumer in consumers:
         consumer.close()
 
