@@ -37,21 +37,34 @@ class Cancelled(Exception):
     pass
 
 
-class Heartbeat:
-    """Touches the run's heartbeat from a side thread (a greenlet under gevent) while it runs."""
+class RunWatch:
+    """A side thread (a greenlet under gevent) beside a streaming run: it touches the
+    run's heartbeat every `heartbeat_interval` and polls the cancel flag every
+    `cancel_interval`, so a cancel stops the run even while the model is silent."""
 
-    def __init__(self, run_id: uuid.UUID, interval: float):
+    def __init__(self, run_id: uuid.UUID, heartbeat_interval: float, cancel_interval: float, on_cancel):
         self._engine = db.engine
-        self._run_id, self._interval = run_id, interval
+        self._run_id = run_id
+        self._heartbeat_interval, self._cancel_interval = heartbeat_interval, cancel_interval
+        self._on_cancel = on_cancel
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run_id}")
+        self._thread = threading.Thread(target=self._watch, daemon=True, name=f"run-watch-{run_id}")
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self._interval):
+    def _watch(self) -> None:
+        last_beat = time.monotonic()
+        while not self._stop.wait(self._cancel_interval):
             try:
-                runs.touch_heartbeat(self._engine, self._run_id)
-            except Exception:  # a missed beat is retried; a long outage makes the run stale
-                log.warning("heartbeat failed for run %s", self._run_id, exc_info=True)
+                if runs.cancel_requested(self._run_id):
+                    self._on_cancel()
+                    return
+            except Exception:
+                log.warning("cancel check failed for run %s", self._run_id, exc_info=True)
+            if time.monotonic() - last_beat >= self._heartbeat_interval:
+                last_beat = time.monotonic()
+                try:
+                    runs.touch_heartbeat(self._engine, self._run_id)
+                except Exception:  # a missed beat is retried; a long outage makes the run stale
+                    log.warning("heartbeat failed for run %s", self._run_id, exc_info=True)
 
     def __enter__(self):
         self._thread.start()
@@ -101,6 +114,7 @@ class Generation:
         self.tool_calls: list[str] = []
         self.started = time.monotonic()
         self.ttft: float | None = None
+        self._stream = None
 
     def run(self) -> runs.Outcome:
         use_tools = True
@@ -151,8 +165,10 @@ class Generation:
         raise AssertionError("unreachable")
 
     def _round(self, offer_tools: bool) -> list[dict]:
+        if self.publisher.cancel_requested:
+            raise Cancelled()
         extra = {"tools": TOOL_SPECS, "tool_choice": "auto"} if offer_tools else {}
-        stream = llm.stream_chat(
+        stream = self._stream = llm.stream_chat(
             llm.get_client(),
             model=self.model,
             messages=self.messages,
@@ -180,7 +196,12 @@ class Generation:
                 usage = (chunk.get("x_groq") or {}).get("usage") or chunk.get("usage")
                 if usage:
                     self._add_usage(usage)
+        except Exception:
+            if self.publisher.cancel_requested:  # the watch closed the stream under us
+                raise Cancelled() from None
+            raise
         finally:
+            self._stream = None
             stream.close()
         ordered = calls.ordered()
         if ordered:
@@ -199,6 +220,13 @@ class Generation:
                 }
             )
         return ordered
+
+    def interrupt(self) -> None:
+        """Called from the run's watch thread on cancel: stop reading the model now."""
+        self.publisher.cancel_requested = True
+        stream = self._stream
+        if stream is not None:
+            stream.response.close()
 
     def _run_tools(self, calls: list[dict]) -> None:
         for index, call in enumerate(calls):
@@ -267,7 +295,12 @@ def execute_run(run_id: uuid.UUID) -> None:
     runs.record_first_event(claim.run_id, publisher.message_start())
     generation = Generation(ctx, messages, publisher, claim.run_id)
     try:
-        with Heartbeat(claim.run_id, config["RUN_HEARTBEAT_SECONDS"]):
+        with RunWatch(
+            claim.run_id,
+            config["RUN_HEARTBEAT_SECONDS"],
+            config["RUN_CANCEL_POLL_SECONDS"],
+            generation.interrupt,
+        ):
             outcome = generation.run()
         finished, next_run = runs.finish_run(claim, outcome)
         if finished:

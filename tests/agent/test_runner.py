@@ -378,14 +378,22 @@ def test_in_stream_error_after_text_fails_with_the_partial_text(groq, conversati
 
 
 def test_cancel_during_the_retry_without_tools(groq, conversation_id):
-    groq.enqueue(Reply.error(400, code="tool_use_failed"), Reply.text("alpha beta gamma"))
+    groq.enqueue(
+        Reply.error(400, code="tool_use_failed"), Reply.text("alpha beta gamma delta epsilon", delay=0.3)
+    )
     run_id = queue_message(conversation_id)
-    redis_client().set(cancel_key(run_id), "1")
+    claim_and_cancel_after_first_request = threading.Thread(
+        target=lambda: (groq.wait_for_requests(1, timeout=10), redis_client().set(cancel_key(run_id), "1"))
+    )
+    claim_and_cancel_after_first_request.start()
     execute_run(run_id)
+    claim_and_cancel_after_first_request.join(10)
     run = stored_run(run_id)
     assert run.status == "cancelled"
-    assert [r.content for r in replies(conversation_id)] == ["alpha"]
     assert events(conversation_id, run_id)[-1][2]["status"] == "cancelled"
+    streamed = streamed_text(events(conversation_id, run_id))
+    assert 0 < len(streamed.split()) < 5  # the retry streamed, then stopped at the cancel
+    assert [r.content for r in replies(conversation_id)] == [streamed]
 
 
 def test_cancel_flag_set_before_the_stream(groq, conversation_id):
@@ -396,10 +404,10 @@ def test_cancel_flag_set_before_the_stream(groq, conversation_id):
 
     run = stored_run(run_id)
     assert run.status == "cancelled" and run.finished_at is not None
-    [reply] = replies(conversation_id)
-    assert reply.content == "first"  # stopped at the first chunk, which is kept
+    assert replies(conversation_id) == []  # stopped before the model was asked: nothing to keep
+    assert groq.requests == []
     end = events(conversation_id, run_id)[-1][2]
-    assert end["status"] == "cancelled" and end["full_text"] == "first"
+    assert end["status"] == "cancelled" and end["full_text"] == ""
     assert time_saved(conversation_id) == 0
     assert not runs.cancel_requested(run_id)
 

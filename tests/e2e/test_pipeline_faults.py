@@ -6,6 +6,7 @@ with one normal worker, so later tests (in any file) still have one.
 """
 
 import signal
+import time
 import uuid
 
 import pytest
@@ -55,6 +56,28 @@ def test_cancel_mid_stream_keeps_the_partial_reply(stack, groq):
 
     again = visitor.cancel(run_id)
     assert again.status_code == 409 and isinstance(again.json()["detail"], str)
+
+
+def test_cancel_while_the_model_is_silent_stops_the_run_promptly(stack, groq):
+    groq.default = Reply.text("Hello there, this arrives too late", first_delay=4)
+    visitor = Visitor(stack, make_workspace().handle)
+    posted = visitor.send("think hard")
+    run_id = posted["run"]["id"]
+    stream = visitor.stream(posted["stream_cursor"])
+    try:
+        events = stream.events_until(lambda e: e.event == "message_start")
+        cancelled_at = time.monotonic()
+        assert visitor.cancel(run_id).status_code == 202
+        events += stream.events_until(is_end_of(run_id))
+        ended_after = time.monotonic() - cancelled_at
+    finally:
+        stream.close()
+    end = events[-1].data
+    assert end["status"] == "cancelled" and end["full_text"] == "" and text_of(events) == ""
+    assert ended_after < 2.5, f"the run ended {ended_after:.1f}s after the cancel"
+    run = visitor.wait_run(run_id)
+    assert run["status"] == "cancelled" and run["reply_message_id"] is None
+    assert [m["role"] for m in visitor.messages()] == ["user"]
 
 
 def test_cancel_after_the_run_finished_is_409(stack, groq):
