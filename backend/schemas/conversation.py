@@ -1,6 +1,6 @@
 """Conversation schemas (owner side) and the query arguments of the conversation list."""
 
-from marshmallow import Schema, fields, post_load
+from marshmallow import Schema, ValidationError, fields
 from marshmallow.validate import Length, OneOf, Range
 
 from backend.models.conversation import CHANNELS, CONVERSATION_STATUSES
@@ -10,12 +10,25 @@ MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
 
 
-def _tags(**kwargs) -> fields.List:
-    return fields.List(
-        fields.String(validate=Length(max=MAX_TAG_LENGTH)),
-        validate=Length(max=MAX_TAGS),
-        **kwargs,
-    )
+class Tags(fields.List):
+    """A list of strings, trimmed and de-duplicated (first occurrence wins), blanks dropped.
+
+    Checked here rather than as List(String) so errors stay flat strings
+    ({"tags": ["..."]}), never a dict keyed by list index.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.String(), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+            raise ValidationError("Must be a list of strings.")
+        tags = list(dict.fromkeys(tag.strip() for tag in value if tag.strip()))
+        if any(len(tag) > MAX_TAG_LENGTH for tag in tags):
+            raise ValidationError(f"Each tag must be at most {MAX_TAG_LENGTH} characters.")
+        if len(tags) > MAX_TAGS:
+            raise ValidationError(f"At most {MAX_TAGS} tags.")
+        return tags
 
 
 class ConversationUpdateSchema(BaseSchema):
@@ -23,25 +36,14 @@ class ConversationUpdateSchema(BaseSchema):
     visitor_email = fields.Email(allow_none=True, validate=Length(max=255))
     channel = fields.String(validate=OneOf(CHANNELS))
     status = fields.String(validate=OneOf(CONVERSATION_STATUSES))
-    tags = _tags()
+    tags = Tags()
     human_time_saved_minutes = fields.Integer(validate=Range(min=0, max=INT32_MAX))
-
-    @post_load
-    def clean_tags(self, data, **kwargs):
-        """Tags are trimmed and de-duplicated (first occurrence wins), blank ones dropped."""
-        if "tags" in data:
-            seen: dict[str, None] = {}
-            for tag in data["tags"]:
-                if tag.strip():
-                    seen.setdefault(tag.strip(), None)
-            data["tags"] = list(seen)
-        return data
 
 
 class OwnerConversationCreateSchema(ConversationUpdateSchema):
     channel = fields.String(load_default="web", validate=OneOf(CHANNELS))
     status = fields.String(load_default="active", validate=OneOf(CONVERSATION_STATUSES))
-    tags = _tags(load_default=list)
+    tags = Tags(load_default=list)
     human_time_saved_minutes = fields.Integer(load_default=0, validate=Range(min=0, max=INT32_MAX))
 
 

@@ -87,6 +87,8 @@ def test_invalid_fields_are_422(client, field, value):
     )
     assert response.status_code == 422
     assert field in response.json["errors"]
+    # field name -> list of plain messages, never nested by list index
+    assert all(isinstance(m, str) for msgs in response.json["errors"].values() for m in msgs)
 
 
 def test_delete_cascades_to_messages_and_runs(client):
