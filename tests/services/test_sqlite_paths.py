@@ -24,11 +24,15 @@ def test_owner_api_on_sqlite(sqlite_client):
     workspace = make_workspace(make_user(email="lite@example.com"), timezone="Asia/Kolkata")
     headers = auth_headers(workspace.owner)
     now = datetime.now(UTC)
-    a = make_conversation(workspace, tags=["vip", "lead"], visitor_name="Zoë", created_at=now - timedelta(days=3))
+    a = make_conversation(
+        workspace, tags=["vip", "lead"], visitor_name="Zoë", created_at=now - timedelta(days=3)
+    )
     b = make_conversation(workspace, tags=["lead"], status="closed", created_at=now - timedelta(days=2))
     make_conversation(workspace, created_at=now - timedelta(days=1))
     make_message(a, "user", "Need a 50% DISCOUNT", timestamp=now - timedelta(hours=5))
-    make_message(a, "assistant", "Sure", timestamp=now - timedelta(hours=4), meta={"usage": {"total_tokens": 9}})
+    make_message(
+        a, "assistant", "Sure", timestamp=now - timedelta(hours=4), meta={"usage": {"total_tokens": 9}}
+    )
     make_message(b, "assistant", "Hi", timestamp=now - timedelta(hours=1), meta={"degraded": True})
 
     base = f"/api/v1/conversations/workspaces/{workspace.id}"
@@ -48,7 +52,9 @@ def test_owner_api_on_sqlite(sqlite_client):
     assert ids("?status=closed") == [str(b.id)]
     assert ids("?since=" + (now - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")) == [str(b.id)]
 
-    posted = client.post(f"/api/v1/messages/conversations/{a.id}", json={"content": "owner here"}, headers=headers)
+    posted = client.post(
+        f"/api/v1/messages/conversations/{a.id}", json={"content": "owner here"}, headers=headers
+    )
     assert posted.status_code == 201 and posted.json["role"] == "owner"
 
     totals = client.get(f"/api/v1/workspaces/{workspace.id}/analytics?days=7", headers=headers).json["totals"]
