@@ -109,48 +109,46 @@ def first_free_handle(base: str) -> str:
 
 
 def get_or_create_for_user(user: User) -> Workspace:
-    """The user's workspace, created with the defaults on first use.
-
-    Two first calls may race: the loser's INSERT hits the unique owner_id (or
-    handle) index, so it rolls back and re-reads, or retries with a fresh handle.
-    """
-    owner_id, email = user.id, user.email
-    workspace = _by_owner(owner_id)
+    """The user's workspace, created with the defaults on first use (race-safe)."""
+    workspace = _by_owner(user.id)
     if workspace is not None:
         return workspace
+    return _insert(user.id, user.email, DEFAULTS, handle=None, existing_is_ok=True)
+
+
+def create_workspace(user: User, data: dict) -> Workspace:
+    if _by_owner(user.id) is not None:
+        raise Conflict("User already has a workspace")
+    handle = data.pop("handle", None)
+    if handle is not None and _handle_taken(handle):
+        raise Conflict(f"Handle '{handle}' is already taken")
+    return _insert(user.id, user.email, {**DEFAULTS, **data}, handle=handle, existing_is_ok=False)
+
+
+def _insert(owner_id: uuid.UUID, email: str, values: dict, *, handle: str | None, existing_is_ok: bool):
+    """INSERTs the workspace; the unique indexes decide races.
+
+    A concurrent INSERT for the same owner makes ours fail on owner_id: the
+    winner's row is returned (`me`) or it is a 409. A handle taken meanwhile is
+    a 409 when the caller chose it; a derived one is derived again (`-2`, `-3`...).
+    """
     base = handle_base_from_email(email)
     for _ in range(_CREATE_ATTEMPTS):
-        workspace = Workspace(owner_id=owner_id, handle=first_free_handle(base), **DEFAULTS)
+        workspace = Workspace(owner_id=owner_id, handle=handle or first_free_handle(base), **values)
         db.session.add(workspace)
         try:
             db.session.commit()
             return workspace
-        except IntegrityError:
+        except IntegrityError as exc:
             db.session.rollback()
             existing = _by_owner(owner_id)
             if existing is not None:
-                return existing
+                if existing_is_ok:
+                    return existing
+                raise Conflict("User already has a workspace") from exc
+            if handle is not None:
+                raise Conflict(f"Handle '{handle}' is already taken") from exc
     raise Conflict("Could not allocate a workspace handle, please retry")
-
-
-def create_workspace(user: User, data: dict) -> Workspace:
-    owner_id = user.id
-    if _by_owner(owner_id) is not None:
-        raise Conflict("User already has a workspace")
-    handle = data.pop("handle", None) or first_free_handle(handle_base_from_email(user.email))
-    if _handle_taken(handle):
-        raise Conflict(f"Handle '{handle}' is already taken")
-    values = {**DEFAULTS, **data}
-    workspace = Workspace(owner_id=owner_id, handle=handle, **values)
-    db.session.add(workspace)
-    try:
-        db.session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
-        if _by_owner(owner_id) is not None:
-            raise Conflict("User already has a workspace") from exc
-        raise Conflict(f"Handle '{handle}' is already taken") from exc
-    return workspace
 
 
 def update_workspace(workspace: Workspace, data: dict) -> Workspace:

@@ -270,3 +270,17 @@ def test_me_concurrent_users_with_same_local_part_get_distinct_handles(app, slow
     results = run_concurrently(app, [lambda c, h=h: c.get(f"{BASE}/me", headers=h) for h in headers])
     assert [r.status_code for r in results] == [200] * 4
     assert sorted(r.json["handle"] for r in results) == ["kim", "kim-2", "kim-3", "kim-4"]
+
+
+def test_concurrent_posts_of_one_user_create_one_workspace(app, slow_lookup):
+    headers = auth_headers(make_user())
+    results = run_concurrently(app, [lambda c: c.post(f"{BASE}/", json={}, headers=headers)] * 3)
+    assert sorted(r.status_code for r in results) == [201, 409, 409]
+    assert {r.json["detail"] for r in results if r.status_code == 409} == {"User already has a workspace"}
+
+
+def test_concurrent_posts_with_derived_handles_all_succeed(app, slow_lookup):
+    headers = [auth_headers(make_user(email=f"max@site{i}.com")) for i in range(3)]
+    results = run_concurrently(app, [lambda c, h=h: c.post(f"{BASE}/", json={}, headers=h) for h in headers])
+    assert [r.status_code for r in results] == [201] * 3
+    assert sorted(r.json["handle"] for r in results) == ["max", "max-2", "max-3"]
