@@ -302,6 +302,7 @@ def build_cases() -> tuple[list[tuple[str, str]], dict]:
         ("conversations tag=vip", f"{base}?tag=vip"),
         (f"conversations q={RARE_WORD} (messages)", f"{base}?q={RARE_WORD}"),
         (f"conversations q={name} (visitor)", f"{base}?q={name}"),
+        ("conversations q=price (in ~40% of messages)", f"{base}?q=price"),
         ("conversations since=7 days", f"{base}?since={since}"),
         ("conversations all filters", f"{base}?status=active&channel=web&tag=lead&q=price&since={since}"),
         ("conversations skip=9000", f"{base}?skip=9000"),
