@@ -6,6 +6,8 @@ from pathlib import Path
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 DEFAULT_SECRET_KEY = "changethis"
+DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/app_test"
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/1"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -147,9 +149,9 @@ class TestConfig(Config):
     ENVIRONMENT = "test"
     TESTING = True
     SQLALCHEMY_DATABASE_URI = normalize_database_url(
-        _env("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        _env("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
     )
-    REDIS_URL = _env("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+    REDIS_URL = _env("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
     CELERY_BROKER_URL = REDIS_URL
     RATELIMIT_STORAGE_URI = REDIS_URL
     RATELIMIT_ENABLED = False

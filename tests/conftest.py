@@ -9,13 +9,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from backend import create_app
-from backend.config import TestConfig
+from backend.config import DEFAULT_TEST_DATABASE_URL, DEFAULT_TEST_REDIS_URL, TestConfig
 from backend.extensions import db, redis_client
 
-TEST_DATABASE_URL = os.environ.setdefault(
-    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/app_test"
-)
-TEST_REDIS_URL = os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+# TestConfig read these when backend.config was imported; the same values go into the
+# environment for the processes the e2e tests start.
+TEST_DATABASE_URL = os.environ.setdefault("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+TEST_REDIS_URL = os.environ.setdefault("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
 
 
 def ensure_database(url: str) -> None:
