@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import exists, select, text, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import select, text, update
 
 from backend.errors import Conflict, not_found
 from backend.extensions import db, redis_client
@@ -88,46 +87,29 @@ def create_run(conversation: Conversation, user_message: ConversationMessage) ->
 
 
 def claim_run(run_id: uuid.UUID) -> ClaimedRun | None:
-    """Marks a queued run running, unless it already ran or an earlier run is unfinished.
-
-    Three round trips: a lock-free look (drops duplicate deliveries at once), the
-    conversation lock, and one conditional UPDATE that re-checks both rules under it."""
-    found = db.session.execute(
-        select(AgentRun.conversation_id).where(AgentRun.id == run_id, AgentRun.status == "queued")
-    ).first()
-    if found is None:
+    """Marks a queued run running, unless it already ran or an earlier run is unfinished."""
+    run = db.session.get(AgentRun, run_id)
+    if run is None or run.status != "queued":
         db.session.rollback()
         return None
-    conversation = lock_conversation(found.conversation_id)
-    earlier = aliased(AgentRun)
+    conversation = lock_conversation(run.conversation_id)
+    db.session.refresh(run)
+    if run.status != "queued" or _earlier_unfinished_exists(run):
+        db.session.rollback()
+        return None
     now = utcnow()
-    claimed = db.session.execute(
-        update(AgentRun)
-        .where(
-            AgentRun.id == run_id,
-            AgentRun.status == "queued",
-            ~exists().where(
-                earlier.conversation_id == AgentRun.conversation_id,
-                earlier.status.in_(UNFINISHED_STATUSES),
-                earlier.created_at < AgentRun.created_at,
-            ),
-        )
-        .values(status="running", started_at=now, heartbeat_at=now, attempt=AgentRun.attempt + 1)
-        .returning(AgentRun.user_message_id, AgentRun.attempt)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if claimed is None:
-        db.session.rollback()
-        return None
-    db.session.commit()
-    return ClaimedRun(
-        run_id,
-        conversation.id,
+    run.status, run.started_at, run.heartbeat_at = "running", now, now
+    run.attempt += 1
+    claimed = ClaimedRun(
+        run.id,
+        run.conversation_id,
         conversation.workspace_id,
-        claimed.user_message_id,
-        reply_message_id(run_id),
-        claimed.attempt,
+        run.user_message_id,
+        reply_message_id(run.id),
+        run.attempt,
     )
+    db.session.commit()
+    return claimed
 
 
 def _without_waiting_for_disk() -> None:
