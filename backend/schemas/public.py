@@ -3,6 +3,8 @@
 from marshmallow import ValidationError, fields, validate
 
 from backend.schemas.common import BaseSchema, UTCDateTimeArg
+from backend.schemas.message import MessagePublicSchema
+from backend.schemas.service import ServicePublicSchema
 
 MAX_CONTENT_CHARS = 4000
 
@@ -13,14 +15,11 @@ def _no_nul(value: str | None) -> None:
         raise ValidationError("Must not contain NUL characters.")
 
 
-class PublicServiceSchema(BaseSchema):
-    id = fields.UUID()
-    name = fields.String()
-    description = fields.String(allow_none=True)
-    format = fields.String(allow_none=True)
-    duration_minutes = fields.Integer(allow_none=True)
-    starting_price = fields.Decimal(as_string=True, places=2, allow_none=True)
-    currency = fields.String()
+class VisitorServiceSchema(ServicePublicSchema):
+    """What visitors see of a service: its public facts, not its ordering or state."""
+
+    class Meta:
+        fields = ("id", "name", "description", "format", "duration_minutes", "starting_price", "currency")
 
 
 class PublicWorkspaceSchema(BaseSchema):
@@ -29,7 +28,7 @@ class PublicWorkspaceSchema(BaseSchema):
     subtitle = fields.String(allow_none=True)
     description = fields.String(allow_none=True)
     profile_image_url = fields.String(allow_none=True)
-    services = fields.List(fields.Nested(PublicServiceSchema))
+    services = fields.List(fields.Nested(VisitorServiceSchema))
 
 
 class ConversationCreateSchema(BaseSchema):
@@ -55,17 +54,6 @@ class VisitorMessageCreateSchema(BaseSchema):
     role = fields.String(load_default="user", validate=validate.OneOf(["user"]))
 
 
-class ChatMessageSchema(BaseSchema):
-    id = fields.UUID()
-    conversation_id = fields.UUID()
-    role = fields.String()
-    content = fields.String()
-    timestamp = fields.DateTime()
-    created_at = fields.DateTime()
-    run_id = fields.UUID(allow_none=True)
-    meta = fields.Dict()
-
-
 class RunSchema(BaseSchema):
     id = fields.UUID()
     conversation_id = fields.UUID()
@@ -80,7 +68,7 @@ class RunSchema(BaseSchema):
 
 
 class MessagePostedSchema(BaseSchema):
-    message = fields.Nested(ChatMessageSchema)
+    message = fields.Nested(MessagePublicSchema)
     run = fields.Nested(RunSchema)
     stream_cursor = fields.String()
 
@@ -91,5 +79,5 @@ class MessagesQueryArgs(BaseSchema):
 
 
 class MessagesPageSchema(BaseSchema):
-    messages = fields.List(fields.Nested(ChatMessageSchema))
+    messages = fields.List(fields.Nested(MessagePublicSchema))
     next_since = fields.DateTime(allow_none=True)

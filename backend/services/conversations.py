@@ -9,15 +9,16 @@ messages and keeps its last_message_at.
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, literal, or_, select, text, type_coerce
+from sqlalchemy import and_, exists, func, literal, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import aliased
 
 from backend.errors import not_found
-from backend.extensions import db
+from backend.extensions import db, redis_client
 from backend.models import Conversation, ConversationMessage, User, Workspace
 from backend.services.messages import append_message, lock_conversation
 from backend.services.workspaces import check_owner, get_owned, parse_id
+from backend.streams import stream_key
 
 LIST_ORDER = (
     Conversation.last_message_at.desc().nulls_last(),
@@ -69,16 +70,7 @@ def active_since(since: datetime):
     )
 
 
-def _without_jit() -> None:
-    """PostgreSQL's JIT compiles a plan whose estimated cost is high, and the
-    per-row EXISTS of `q` estimates high: compiling then costs ~1 s for a query
-    that runs in ~10 ms. Off for this transaction only."""
-    if db.engine.dialect.name == "postgresql":
-        db.session.execute(text("SET LOCAL jit = off"))
-
-
 def list_conversations(workspace: Workspace, args: dict) -> tuple[list[Conversation], int]:
-    _without_jit()
     conditions = [Conversation.workspace_id == workspace.id]
     if args.get("status"):
         conditions.append(Conversation.status == args["status"])
@@ -121,9 +113,12 @@ def update_conversation(conversation: Conversation, data: dict) -> Conversation:
 
 
 def delete_conversation(conversation: Conversation) -> None:
-    """Its messages and runs go with it (ON DELETE CASCADE in the database)."""
+    """Its messages and runs go with it (ON DELETE CASCADE in the database), and so
+    does its event stream, which would otherwise live on until it expires."""
+    conversation_id = conversation.id
     db.session.delete(conversation)
     db.session.commit()
+    redis_client().delete(stream_key(conversation_id))
 
 
 def list_messages(conversation: Conversation, skip: int, limit: int) -> tuple[list[ConversationMessage], int]:

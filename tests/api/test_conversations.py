@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backend.extensions import db
+from backend.extensions import db, redis_client
 from backend.models import AgentRun, Conversation, ConversationMessage
+from backend.streams import stream_key
 from tests.factories import auth_headers, make_conversation, make_message, make_user, make_workspace
 
 BASE = "/api/v1/conversations"
@@ -105,11 +106,13 @@ def test_delete_cascades_to_messages_and_runs(client):
         )
     )
     db.session.commit()
+    redis_client().xadd(stream_key(conversation.id), {"e": "message_start", "d": "{}"})
     response = client.delete(f"{BASE}/{conversation.id}", headers=auth_headers(workspace.owner))
     assert response.status_code == 200
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(ConversationMessage)) == 0
     assert db.session.scalar(select(func.count()).select_from(AgentRun)) == 0
+    assert not redis_client().exists(stream_key(conversation.id))
 
 
 def test_order_newest_activity_first_without_messages_last(client):
