@@ -1,19 +1,16 @@
 """Routes outside the JSON API: the visitor demo page and the metrics endpoint."""
 
-import re
 from pathlib import Path
 
 from flask import Flask, Response, render_template, send_from_directory
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from sqlalchemy import select
 
 from backend import metrics
 from backend.errors import not_found
-from backend.extensions import db
+from backend.services.chat import active_workspace
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-HANDLE_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 CHAT_ASSETS = {"chat.js", "chat.css"}
 # Only same-origin scripts, styles and connections: the page has no inline code.
 CHAT_CSP = (
@@ -37,7 +34,7 @@ def register_web(app: Flask) -> None:
 
     @app.get("/chat/<handle>")
     def chat_page(handle: str):
-        workspace = _active_workspace(handle)
+        workspace = active_workspace(handle)
         html = render_template(
             "chat.html", handle=workspace.handle, title=workspace.public_name or workspace.name
         )
@@ -60,16 +57,3 @@ def _method_label() -> str:
     # Unknown verbs would otherwise mint new label values at a client's whim.
     method = request.method
     return method if method in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"} else "OTHER"
-
-
-def _active_workspace(handle: str):
-    from backend.models import Workspace
-
-    if not HANDLE_RE.match(handle) or len(handle) > 63:
-        raise not_found("Workspace")
-    workspace = db.session.execute(
-        select(Workspace).where(Workspace.handle == handle, Workspace.is_active.is_(True))
-    ).scalar_one_or_none()
-    if workspace is None:
-        raise not_found("Workspace")
-    return workspace

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from backend.errors import AppError, Conflict, Unauthorized, not_found
 from backend.extensions import db, redis_client
 from backend.models import AgentRun, Conversation, ConversationMessage, Workspace, WorkspaceService
+from backend.schemas.workspace import handle_problem
 from backend.services import runs
 from backend.services.messages import append_message, lock_conversation
 from backend.streams import (
@@ -36,10 +37,12 @@ def _token_hash(token: str) -> str:
 
 
 def active_workspace(handle: str) -> Workspace:
-    if "\x00" in handle:  # no handle has one, and PostgreSQL would refuse the query
+    """The active workspace with this handle; anything that cannot be a handle is a 404
+    before it reaches the database (PostgreSQL would refuse a NUL, for one)."""
+    if handle_problem(handle) is not None:
         raise not_found("Workspace")
     workspace = db.session.execute(
-        select(Workspace).where(Workspace.handle == handle.lower(), Workspace.is_active.is_(True))
+        select(Workspace).where(Workspace.handle == handle, Workspace.is_active.is_(True))
     ).scalar_one_or_none()
     if workspace is None:
         raise not_found("Workspace")
