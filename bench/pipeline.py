@@ -59,8 +59,18 @@ def recreate_database():
 
 def start_fake_groq(tokens: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fake_groq.py"), "--port", "0", "--tokens", str(tokens),
-         "--delay", "0"], stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "tests" / "fake_groq.py"),
+            "--port",
+            "0",
+            "--tokens",
+            str(tokens),
+            "--delay",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     port = proc.stdout.readline().split()[1]
     return proc, f"http://127.0.0.1:{port}"
@@ -92,12 +102,17 @@ def seed_workspace(env: dict) -> str:
 class Visitor:
     def __init__(self, api: str, handle: str):
         self.api = api
-        body = requests.post(f"{api}/public/conversations", json={"workspace_handle": handle}, timeout=30).json()
+        body = requests.post(
+            f"{api}/public/conversations", json={"workspace_handle": handle}, timeout=30
+        ).json()
         self.cid, self.token = body["conversation_id"], body["visitor_token"]
 
     def stream(self) -> SSEClient:
-        client = SSEClient(f"{self.api}/public/conversations/{self.cid}/stream",
-                           params={"visitor_token": self.token}, timeout=120)
+        client = SSEClient(
+            f"{self.api}/public/conversations/{self.cid}/stream",
+            params={"visitor_token": self.token},
+            timeout=120,
+        )
         first = next(iter(client))  # ": connected": the hub now watches this stream
         assert first.event == ":comment", first
         return client
@@ -106,7 +121,8 @@ class Visitor:
         response = requests.post(
             f"{self.api}/public/conversations/{self.cid}/messages",
             json={"content": content, "idempotency_key": str(uuid.uuid4())},
-            headers={"X-Visitor-Token": self.token}, timeout=30,
+            headers={"X-Visitor-Token": self.token},
+            timeout=30,
         )
         assert response.status_code == 201, response.text
         return response.json()
@@ -182,10 +198,18 @@ def bench_fanout(api: str, handle: str, visitors: int, tokens: int, web_pid: int
     rss = rss_kb(web_pid)
     for client in clients:
         client.close()
-    complete = sum(1 for i in range(visitors) if ends[i] and ends[i]["full_text"] == texts[i] and counts[i] == tokens)
+    complete = sum(
+        1 for i in range(visitors) if ends[i] and ends[i]["full_text"] == texts[i] and counts[i] == tokens
+    )
     return {
-        "visitors": visitors, "complete": complete, "events": sum(counts), "elapsed": elapsed,
-        "p50": pct(latencies, 50), "p99": pct(latencies, 99), "redis": peak["redis"], "rss_mb": rss / 1024,
+        "visitors": visitors,
+        "complete": complete,
+        "events": sum(counts),
+        "elapsed": elapsed,
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+        "redis": peak["redis"],
+        "rss_mb": rss / 1024,
     }
 
 
@@ -217,11 +241,21 @@ def main():
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     recreate_database()
     groq_proc, groq_url = start_fake_groq(20)
-    env = base_env(DATABASE_URL, REDIS_URL, groq_url, CELERY_BROKER_URL=BROKER_URL, LOG_LEVEL="INFO",
-                   WORKER_CONCURRENCY="500", SSE_HEARTBEAT_SECONDS="15", SSE_MAX_SECONDS="600",
-                   WEB_WORKER_CONNECTIONS="4000", RUN_STALE_SECONDS="60")
-    subprocess.run(["flask", "--app", "wsgi", "db", "upgrade"], env=env, cwd=ROOT, check=True,
-                   capture_output=True)
+    env = base_env(
+        DATABASE_URL,
+        REDIS_URL,
+        groq_url,
+        CELERY_BROKER_URL=BROKER_URL,
+        LOG_LEVEL="INFO",
+        WORKER_CONCURRENCY="500",
+        SSE_HEARTBEAT_SECONDS="15",
+        SSE_MAX_SECONDS="600",
+        WEB_WORKER_CONNECTIONS="4000",
+        RUN_STALE_SECONDS="60",
+    )
+    subprocess.run(
+        ["flask", "--app", "wsgi", "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True
+    )
     handle = seed_workspace(env)
     processes = []
     try:
@@ -242,19 +276,25 @@ def main():
         for process in processes:
             process.stop()
         groq_proc.terminate()
-    print()
-    print(f"{'measure':<58} {'result':>30}")
-    print("-" * 89)
-    print(f"{'(a) POST -> first delta, p50 / p99 (%d runs)' % len(first):<58} "
-          f"{statistics.median(first):>12.1f} ms / {pct(first, 99):>7.1f} ms")
-    print(f"{'(b) SSE visitors on one web worker, runs complete':<58} {fan['complete']:>21} / {fan['visitors']}")
-    print(f"{'(b) delta events delivered (%d tokens each)' % args.fanout_tokens:<58} {fan['events']:>30}")
-    print(f"{'(b) delivery latency p50 / p99':<58} {fan['p50']:>12.1f} ms / {fan['p99']:>7.1f} ms")
-    print(f"{'(b) Redis connections of the web worker (peak)':<58} {fan['redis']:>30}")
-    print(f"{'(b) web worker RSS after the fan-out':<58} {fan['rss_mb']:>27.1f} MB")
-    print(f"{'(b) all runs done in':<58} {fan['elapsed']:>29.1f}s")
-    print(f"{'(c) tokens/s through one run of %d tokens (median of 3)' % args.tokens:<58} "
-          f"{statistics.median(rates):>30.0f}")
+    rows = [
+        (
+            f"(a) POST -> first delta, p50 / p99 ({len(first)} runs)",
+            f"{statistics.median(first):.1f} ms / {pct(first, 99):.1f} ms",
+        ),
+        ("(b) SSE visitors on one web worker, runs complete", f"{fan['complete']} / {fan['visitors']}"),
+        (f"(b) delta events delivered ({args.fanout_tokens} tokens each)", str(fan["events"])),
+        ("(b) delivery latency p50 / p99", f"{fan['p50']:.1f} ms / {fan['p99']:.1f} ms"),
+        ("(b) Redis connections of the web worker (peak)", str(fan["redis"])),
+        ("(b) web worker RSS after the fan-out", f"{fan['rss_mb']:.1f} MB"),
+        ("(b) all runs done in", f"{fan['elapsed']:.1f} s"),
+        (
+            f"(c) tokens/s through one run of {args.tokens} tokens (median of 3)",
+            f"{statistics.median(rates):.0f}",
+        ),
+    ]
+    print(f"\n{'measure':<64} {'result':>24}\n" + "-" * 89)
+    for name, value in rows:
+        print(f"{name:<64} {value:>24}")
 
 
 if __name__ == "__main__":
