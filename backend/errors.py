@@ -72,16 +72,25 @@ def error_response(status: int, detail: str, errors: dict | None = None, headers
 
 
 def _flatten_webargs_messages(messages: dict) -> dict:
-    """webargs nests messages by location ({"json": {"field": [...]}}); API.md wants field -> list."""
+    """webargs nests messages by location ({"json": {"field": [...]}}) and marshmallow by
+    nested field or list index; API.md wants field name -> list of messages, so messages
+    about a nested part keep the top-level field as key and name the part in the text
+    ({"tags": ["3: Not a valid string."]})."""
     flat: dict = {}
+
+    def texts(value, prefix: str = "") -> list[str]:
+        if isinstance(value, dict):
+            return [t for key, inner in value.items() for t in texts(inner, f"{prefix}{key}: ")]
+        if isinstance(value, list):
+            return [t for item in value for t in texts(item, prefix)]
+        return [f"{prefix}{value}"]
+
     for location_messages in messages.values():
         if isinstance(location_messages, dict):
-            for field, msgs in location_messages.items():
-                flat[field] = msgs if isinstance(msgs, list) else [msgs]
+            for field, value in location_messages.items():
+                flat.setdefault(str(field), []).extend(texts(value))
         else:
-            flat.setdefault("_schema", []).extend(
-                location_messages if isinstance(location_messages, list) else [location_messages]
-            )
+            flat.setdefault("_schema", []).extend(texts(location_messages))
     return flat
 
 

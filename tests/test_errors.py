@@ -157,3 +157,23 @@ def test_nul_character_in_input_is_422_not_500(client):
     response = client.post("/api/v1/login/access-token", data={"username": "a\x00@x.com", "password": "x"})
     assert response.status_code in (400, 422)
     assert client.post("/api/v1/password-recovery/a%00b@example.com").status_code == 200
+
+
+def test_nested_validation_messages_stay_under_their_top_level_field(client):
+    """API.md: `errors` maps a field name to a list of messages, also for nested parts."""
+    from backend.errors import _flatten_webargs_messages
+
+    nested = {
+        "json": {
+            "name": ["Missing data for required field."],
+            "config": {"link": ["Must be an https URL."]},
+            "tags": {3: ["Not a valid string."]},
+        }
+    }
+    assert _flatten_webargs_messages(nested) == {
+        "name": ["Missing data for required field."],
+        "config": ["link: Must be an https URL."],
+        "tags": ["3: Not a valid string."],
+    }
+    for messages in _flatten_webargs_messages(nested).values():
+        assert all(isinstance(message, str) for message in messages)
