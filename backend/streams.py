@@ -215,6 +215,24 @@ class RunPublisher:
         return entry_id
 
 
+def publish_message(conversation_id, message) -> str:
+    """A whole message that is not a run's reply (an owner writing to the visitor):
+    event `message` with {message_id, role, content, timestamp}."""
+    data = {
+        "message_id": str(message.id),
+        "role": message.role,
+        "content": message.content,
+        "timestamp": message.timestamp.isoformat(),
+    }
+    pipe = redis_client().pipeline(transaction=False)
+    key = stream_key(conversation_id)
+    pipe.xadd(
+        key, {"e": "message", "d": encode(data)}, maxlen=current_app.config["STREAM_MAXLEN"], approximate=True
+    )
+    pipe.expire(key, current_app.config["STREAM_TTL_SECONDS"])
+    return pipe.execute()[0]
+
+
 def run_text_so_far(conversation_id, run_id, first_event_id: str | None) -> str:
     """Concatenates the deltas a run already published (used when a lost run is failed)."""
     start = first_event_id or "-"

@@ -18,7 +18,7 @@ from backend.extensions import db, redis_client
 from backend.models import Conversation, ConversationMessage, User, Workspace
 from backend.services.messages import append_message, lock_conversation
 from backend.services.workspaces import check_owner, get_owned, parse_id
-from backend.streams import stream_key
+from backend.streams import publish_message, stream_key
 
 LIST_ORDER = (
     Conversation.last_message_at.desc().nulls_last(),
@@ -135,10 +135,12 @@ def list_messages(conversation: Conversation, skip: int, limit: int) -> tuple[li
 
 
 def post_owner_message(conversation: Conversation, content: str) -> ConversationMessage:
-    """Appends an owner message under the conversation's row lock, then commits."""
+    """Appends an owner message under the conversation's row lock, commits, and shows it
+    to a visitor who is watching the conversation's event stream."""
     locked = lock_conversation(conversation.id)
     message = append_message(locked, "owner", content.strip())
     db.session.commit()
+    publish_message(conversation.id, message)
     return message
 
 

@@ -247,8 +247,8 @@
       collected.forEach(function (m) {
         var bubble = addBubble(m.role, m.content, "done");
         bubble.dataset.messageId = m.id;
+        bubblesByMessage.set(m.id, bubble);
         if (m.role === "assistant") {
-          bubblesByMessage.set(m.id, bubble);
           if (m.run_id) bubblesByRun.set(m.run_id, bubble);
           if (m.meta && m.meta.degraded) addBadge(bubble, "limited reply", "degraded");
         }
@@ -281,6 +281,14 @@
       if (wasStreaming && d.degraded) addBadge(bubble, "limited reply", "degraded");
       if (wasStreaming && d.status && d.status !== "completed") addBadge(bubble, "reply " + d.status, "stopped");
       activeRuns.delete(d.run_id);
+    },
+    message: function (d) {
+      // A message written by the business itself (not a run's reply).
+      if (bubblesByMessage.has(d.message_id)) return;
+      var bubble = addBubble(d.role, d.content || "", "done");
+      bubble.dataset.messageId = d.message_id;
+      bubblesByMessage.set(d.message_id, bubble);
+      scrollToEnd();
     },
     error: function (d) {
       var bubble = assistantBubble(d.run_id, null);

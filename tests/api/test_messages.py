@@ -121,3 +121,27 @@ def test_unknown_conversation_and_other_owner(client):
         client.post(f"{BASE}/conversations/{conversation.id}", json={"content": "x"}, headers=other),
     ):
         assert response.status_code == 403 and response.json == {"detail": "Not your workspace"}
+
+
+def test_an_owner_message_reaches_the_visitors_event_stream(client):
+    import json
+
+    from backend.extensions import redis_client
+    from backend.streams import stream_key
+
+    workspace = make_workspace()
+    conversation = make_conversation(workspace)
+    created = client.post(
+        f"{BASE}/conversations/{conversation.id}",
+        json={"content": "We have a slot at 5pm today"},
+        headers=auth_headers(workspace.owner),
+    ).json
+    [(_, fields)] = redis_client().xrange(stream_key(conversation.id))
+    assert fields["e"] == "message"
+    assert json.loads(fields["d"]) == {
+        "message_id": created["id"],
+        "role": "owner",
+        "content": "We have a slot at 5pm today",
+        "timestamp": created["timestamp"],
+    }
+    assert redis_client().ttl(stream_key(conversation.id)) > 3600

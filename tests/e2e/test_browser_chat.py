@@ -150,3 +150,41 @@ def test_degraded_reply_is_badged(stack, groq, browser_page):
     expect(page.locator(f"{DONE} .badge.degraded")).to_have_text("limited reply")
     expect(page.locator(f"{DONE} .text")).to_contain_text(CALENDLY_LINK)
     assert page.errors == []
+
+
+def test_an_owner_reply_appears_live_on_the_visitors_page(stack, groq, browser_page):
+    from playwright.sync_api import expect
+
+    from backend.extensions import db
+    from backend.models import Conversation
+    from backend.seed import DEMO_EMAIL
+
+    page = browser_page
+    seed_demo("demo-password-123")
+    page.goto(f"{stack.url}/chat/demo")
+    page.fill("#chat-input", "Can someone from the team call me back?")
+    page.press("#chat-input", "Enter")
+    expect(page.locator(DONE)).to_have_count(1)
+
+    login = requests.post(
+        f"{stack.url}/api/v1/login/access-token",
+        data={"username": DEMO_EMAIL, "password": "demo-password-123"},
+        timeout=10,
+    )
+    token = login.json()["access_token"]
+    [conversation] = db.session.execute(db.select(Conversation)).scalars().all()
+    response = requests.post(
+        f"{stack.url}/api/v1/messages/conversations/{conversation.id}",
+        json={"content": "Hi Ana, this is Maria from the clinic: I will call you at 3pm."},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    owner_bubble = page.locator("#chat-log .msg.owner")
+    expect(owner_bubble).to_have_count(1)
+    expect(owner_bubble.locator(".text")).to_have_text(
+        "Hi Ana, this is Maria from the clinic: I will call you at 3pm."
+    )
+    page.reload()  # the history shows it once, not twice
+    expect(page.locator("#chat-log .msg.owner")).to_have_count(1)
+    assert page.errors == []
