@@ -2,24 +2,20 @@
 
 import uuid
 
-from sqlalchemy import func, select
-
 from backend.extensions import db
 from backend.models import User, Workspace, WorkspaceService
+from backend.services.pagination import page
 from backend.services.workspaces import get_owned
 
 
 def list_services(workspace: Workspace, skip: int, limit: int) -> tuple[list[WorkspaceService], int]:
-    where = WorkspaceService.workspace_id == workspace.id
-    count = db.session.scalar(select(func.count()).select_from(WorkspaceService).where(where))
-    items = db.session.scalars(
-        select(WorkspaceService)
-        .where(where)
-        .order_by(WorkspaceService.sort_order, WorkspaceService.name, WorkspaceService.id)
-        .offset(skip)
-        .limit(limit)
-    ).all()
-    return list(items), count
+    return page(
+        WorkspaceService,
+        [WorkspaceService.workspace_id == workspace.id],
+        [WorkspaceService.sort_order, WorkspaceService.name, WorkspaceService.id],
+        skip,
+        limit,
+    )
 
 
 def get_accessible_service(user: User, service_id: uuid.UUID | str) -> WorkspaceService:

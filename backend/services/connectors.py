@@ -11,29 +11,27 @@ the workspace is never blocked by it. The partial unique index
 
 import uuid
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from backend.errors import Conflict, ValidationFailed
 from backend.extensions import db
 from backend.models import SchedulingConnector, User, Workspace
 from backend.schemas.connector import config_problems
+from backend.services.pagination import page
 from backend.services.workspaces import get_owned
 
 ALREADY_ACTIVE = "Another connector of this workspace is already active"
 
 
 def list_connectors(workspace: Workspace, skip: int, limit: int) -> tuple[list[SchedulingConnector], int]:
-    where = SchedulingConnector.workspace_id == workspace.id
-    count = db.session.scalar(select(func.count()).select_from(SchedulingConnector).where(where))
-    items = db.session.scalars(
-        select(SchedulingConnector)
-        .where(where)
-        .order_by(SchedulingConnector.created_at, SchedulingConnector.id)
-        .offset(skip)
-        .limit(limit)
-    ).all()
-    return list(items), count
+    return page(
+        SchedulingConnector,
+        [SchedulingConnector.workspace_id == workspace.id],
+        [SchedulingConnector.created_at, SchedulingConnector.id],
+        skip,
+        limit,
+    )
 
 
 def get_accessible_connector(user: User, connector_id: uuid.UUID | str) -> SchedulingConnector:

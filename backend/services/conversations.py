@@ -17,6 +17,7 @@ from backend.errors import not_found
 from backend.extensions import db, redis_client
 from backend.models import Conversation, ConversationMessage, User, Workspace
 from backend.services.messages import append_message, lock_conversation
+from backend.services.pagination import page
 from backend.services.workspaces import check_owner, get_owned, parse_id
 from backend.streams import publish_message, stream_key
 
@@ -82,15 +83,7 @@ def list_conversations(workspace: Workspace, args: dict) -> tuple[list[Conversat
         conditions.append(matches_text(args["q"], workspace.id))
     if args.get("since"):
         conditions.append(active_since(args["since"]))
-    count = db.session.scalar(select(func.count()).select_from(Conversation).where(*conditions))
-    items = db.session.scalars(
-        select(Conversation)
-        .where(*conditions)
-        .order_by(*LIST_ORDER)
-        .offset(args["skip"])
-        .limit(args["limit"])
-    ).all()
-    return list(items), count
+    return page(Conversation, conditions, LIST_ORDER, args["skip"], args["limit"])
 
 
 def get_accessible_conversation(user: User, conversation_id: uuid.UUID | str) -> Conversation:
@@ -122,16 +115,13 @@ def delete_conversation(conversation: Conversation) -> None:
 
 
 def list_messages(conversation: Conversation, skip: int, limit: int) -> tuple[list[ConversationMessage], int]:
-    where = ConversationMessage.conversation_id == conversation.id
-    count = db.session.scalar(select(func.count()).select_from(ConversationMessage).where(where))
-    items = db.session.scalars(
-        select(ConversationMessage)
-        .where(where)
-        .order_by(ConversationMessage.timestamp, ConversationMessage.id)
-        .offset(skip)
-        .limit(limit)
-    ).all()
-    return list(items), count
+    return page(
+        ConversationMessage,
+        [ConversationMessage.conversation_id == conversation.id],
+        [ConversationMessage.timestamp, ConversationMessage.id],
+        skip,
+        limit,
+    )
 
 
 def post_owner_message(conversation: Conversation, content: str) -> ConversationMessage:

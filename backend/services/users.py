@@ -4,7 +4,7 @@ import hashlib
 import uuid
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from backend.errors import BadRequest, Conflict, Forbidden, not_found
@@ -17,6 +17,7 @@ from backend.security import (
     verify_password_reset_token,
 )
 from backend.services import email as email_service
+from backend.services.pagination import page
 
 DUPLICATE_SIGNUP = "The user with this email already exists in the system"
 EMAIL_TAKEN = "User with this email already exists"
@@ -56,9 +57,7 @@ def authenticate(email: str, password: str) -> User | None:
 
 
 def list_users(skip: int, limit: int) -> tuple[list[User], int]:
-    count = db.session.execute(select(func.count()).select_from(User)).scalar_one()
-    users = db.session.execute(select(User).order_by(User.created_at, User.id).offset(skip).limit(limit))
-    return list(users.scalars()), count
+    return page(User, [], [User.created_at, User.id], skip, limit)
 
 
 def create_user(data: dict) -> User:

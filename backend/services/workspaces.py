@@ -6,7 +6,7 @@ import unicodedata
 import uuid
 from types import SimpleNamespace
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from backend.auth import check_workspace_access
@@ -14,6 +14,7 @@ from backend.errors import BadRequest, Conflict, not_found
 from backend.extensions import db
 from backend.models import Conversation, SchedulingConnector, User, Workspace, WorkspaceService
 from backend.schemas.workspace import HANDLE_MAX, HANDLE_MIN, RESERVED_HANDLES
+from backend.services.pagination import page
 
 DEFAULTS = {"name": "My Workspace", "type": "individual", "tone": "professional", "timezone": "UTC"}
 # Room for a "-<n>" collision suffix inside the 63-character limit.
@@ -65,11 +66,7 @@ def check_owner(user: User, owner_id: uuid.UUID) -> None:
 
 
 def list_workspaces(skip: int, limit: int) -> tuple[list[Workspace], int]:
-    count = db.session.scalar(select(func.count()).select_from(Workspace))
-    items = db.session.scalars(
-        select(Workspace).order_by(Workspace.created_at, Workspace.id).offset(skip).limit(limit)
-    ).all()
-    return list(items), count
+    return page(Workspace, [], [Workspace.created_at, Workspace.id], skip, limit)
 
 
 def _by_owner(owner_id: uuid.UUID) -> Workspace | None:
