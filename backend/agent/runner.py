@@ -4,13 +4,12 @@ Redis Stream, execute tool calls, and save the reply exactly once.
 Failure rules: an LLM error before any text reached the visitor is retried with
 backoff, then answered in degraded mode (a reply built from the workspace's own
 data); an error after text was streamed emits `error`, then `message_end` with
-what was streamed, which is saved. A cancel request stops the stream at the
-next chunk and saves the partial reply.
+what was streamed, which is saved. A cancel request stops the stream within
+RUN_CANCEL_POLL_SECONDS, even while the model is silent, and saves the partial reply.
 """
 
 import json
 import logging
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from backend.agent import llm
 from backend.agent.context import AgentContext, load_agent_context
 from backend.agent.degraded import build_degraded_reply, chunk_text_for_stream
 from backend.agent.prompt import HistoryItem, build_chat_messages
+from backend.agent.run_watch import RunWatch
 from backend.agent.tools import TOOL_SPECS, execute_tool
 from backend.extensions import db
 from backend.logs import run_log
@@ -35,43 +35,6 @@ log = logging.getLogger(__name__)
 
 class Cancelled(Exception):
     pass
-
-
-class RunWatch:
-    """A side thread (a greenlet under gevent) beside a streaming run: it touches the
-    run's heartbeat every `heartbeat_interval` and polls the cancel flag every
-    `cancel_interval`, so a cancel stops the run even while the model is silent."""
-
-    def __init__(self, run_id: uuid.UUID, heartbeat_interval: float, cancel_interval: float, on_cancel):
-        self._engine = db.engine
-        self._run_id = run_id
-        self._heartbeat_interval, self._cancel_interval = heartbeat_interval, cancel_interval
-        self._on_cancel = on_cancel
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True, name=f"run-watch-{run_id}")
-
-    def _watch(self) -> None:
-        last_beat = time.monotonic()
-        while not self._stop.wait(self._cancel_interval):
-            try:
-                if runs.cancel_requested(self._run_id):
-                    self._on_cancel()
-                    return
-            except Exception:
-                log.warning("cancel check failed for run %s", self._run_id, exc_info=True)
-            if time.monotonic() - last_beat >= self._heartbeat_interval:
-                last_beat = time.monotonic()
-                try:
-                    runs.touch_heartbeat(self._engine, self._run_id)
-                except Exception:  # a missed beat is retried; a long outage makes the run stale
-                    log.warning("heartbeat failed for run %s", self._run_id, exc_info=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
 
 
 def load_history(claim: runs.ClaimedRun, limit: int) -> list[HistoryItem]:
@@ -101,7 +64,7 @@ def load_history(claim: runs.ClaimedRun, limit: int) -> list[HistoryItem]:
 class Generation:
     """One run's conversation with the model, streamed through a RunPublisher."""
 
-    def __init__(self, ctx: AgentContext, messages: list[dict], publisher: RunPublisher, run_id):
+    def __init__(self, ctx: AgentContext, messages: list[dict], publisher: RunPublisher):
         config = current_app.config
         self.ctx, self.messages, self.publisher = ctx, messages, publisher
         self.model = config["TEXT_MODEL_NAME"]
@@ -293,7 +256,7 @@ def execute_run(run_id: uuid.UUID) -> None:
         batched=True,
     )
     runs.record_first_event(claim.run_id, publisher.message_start())
-    generation = Generation(ctx, messages, publisher, claim.run_id)
+    generation = Generation(ctx, messages, publisher)
     try:
         with RunWatch(
             claim.run_id,
