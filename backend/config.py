@@ -148,9 +148,7 @@ class Config:
 class TestConfig(Config):
     ENVIRONMENT = "test"
     TESTING = True
-    SQLALCHEMY_DATABASE_URI = normalize_database_url(
-        _env("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
-    )
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(_env("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL))
     REDIS_URL = _env("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
     CELERY_BROKER_URL = REDIS_URL
     RATELIMIT_STORAGE_URI = REDIS_URL

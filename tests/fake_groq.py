@@ -135,9 +135,7 @@ def content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
 
 
@@ -155,8 +153,9 @@ def echo_text(messages: Sequence[Mapping]) -> str:
     return ECHO_PREFIX + last_user_text(messages)
 
 
-def error_body(message: str, error_type: str = "invalid_request_error", code: str | None = None,
-               **extra: Any) -> dict:
+def error_body(
+    message: str, error_type: str = "invalid_request_error", code: str | None = None, **extra: Any
+) -> dict:
     error = {"message": message, "type": error_type}
     if code is not None:
         error["code"] = code
@@ -166,13 +165,18 @@ def error_body(message: str, error_type: str = "invalid_request_error", code: st
 
 def _default_error(status: int, code: str | None) -> tuple[str, str]:
     if code == "tool_use_failed":
-        return ("Failed to call a function. Please adjust your prompt. "
-                "See 'failed_generation' for more details.", "invalid_request_error")
+        return (
+            "Failed to call a function. Please adjust your prompt. See 'failed_generation' for more details.",
+            "invalid_request_error",
+        )
     if status == 401:
         return "Invalid API Key", "invalid_request_error"
     if status == 429:
-        return ("Rate limit reached for model on tokens per minute (TPM): Limit 6000, "
-                "Used 6000, Requested 100. Please try again in 0s.", "tokens")
+        return (
+            "Rate limit reached for model on tokens per minute (TPM): Limit 6000, "
+            "Used 6000, Requested 100. Please try again in 0s.",
+            "tokens",
+        )
     try:
         phrase = http.HTTPStatus(status).phrase
     except ValueError:
@@ -211,13 +215,11 @@ class Reply:
         return cls.text([f"tok{i}" if i == 0 else f" tok{i}" for i in range(n)], **opts)
 
     @classmethod
-    def tool_call(cls, name: str, arguments: Any = None, *, id: str | None = None,
-                  **opts: Any) -> Reply:
+    def tool_call(cls, name: str, arguments: Any = None, *, id: str | None = None, **opts: Any) -> Reply:
         return cls.tool_calls([{"name": name, "arguments": arguments, "id": id}], **opts)
 
     @classmethod
-    def tool_calls(cls, calls: Sequence[Mapping | Sequence], *, text: str = "",
-                   **opts: Any) -> Reply:
+    def tool_calls(cls, calls: Sequence[Mapping | Sequence], *, text: str = "", **opts: Any) -> Reply:
         """``calls``: dicts {"name", "arguments", "id"?} or (name, arguments) pairs."""
         normalized = []
         for call in calls:
@@ -229,16 +231,24 @@ class Reply:
         return cls(mode="tool_calls", chunks=split_words(text), calls=normalized, **opts)
 
     @classmethod
-    def error(cls, status: int = 500, *, code: str | None = None, message: str | None = None,
-              error_type: str | None = None, failed_generation: str | None = None,
-              retry_after: str | float | None = None, **opts: Any) -> Reply:
+    def error(
+        cls,
+        status: int = 500,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        error_type: str | None = None,
+        failed_generation: str | None = None,
+        retry_after: str | float | None = None,
+        **opts: Any,
+    ) -> Reply:
         default_message, default_type = _default_error(status, code)
         if status == 429:
             code = code or "rate_limit_exceeded"
             retry_after = 0 if retry_after is None else retry_after
         extra = {}
         if code == "tool_use_failed" or failed_generation is not None:
-            extra["failed_generation"] = failed_generation or '<function=unknown>{}</function>'
+            extra["failed_generation"] = failed_generation or "<function=unknown>{}</function>"
         body = error_body(message or default_message, error_type or default_type, code, **extra)
         headers = dict(opts.pop("headers", None) or {})
         if retry_after is not None:
@@ -252,8 +262,9 @@ class Reply:
         return cls(mode="drop", chunks=chunks, after=after, **opts)
 
     @classmethod
-    def stream_error(cls, after: int = 0, status: int = 500, text: str | None = None,
-                     **error_opts: Any) -> Reply:
+    def stream_error(
+        cls, after: int = 0, status: int = 500, text: str | None = None, **error_opts: Any
+    ) -> Reply:
         """Streams ``after`` chunks, then an in-stream ``data: {"error": ...}`` event.
         A non-streaming request gets the error as an HTTP ``status`` response."""
         reply = cls.error(status, **error_opts)
@@ -281,8 +292,7 @@ class Reply:
         return dataclasses.replace(self, mode="text", chunks=split_words(echo_text(messages)))
 
 
-_FACTORIES = {"echo", "text", "tokens", "tool_call", "tool_calls", "error", "drop_after",
-              "stream_error"}
+_FACTORIES = {"echo", "text", "tokens", "tool_call", "tool_calls", "error", "drop_after", "stream_error"}
 
 
 @dataclass
@@ -303,8 +313,9 @@ class _Rule:
 class FakeGroq:
     """The fake server. ``start()`` serves it from a daemon thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, default: Reply | None = None,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, default: Reply | None = None, verbose: bool = False
+    ) -> None:
         self.host, self._port, self.verbose = host, port, verbose
         self._initial_default = default or Reply.echo()
         self.default = self._initial_default
@@ -320,8 +331,7 @@ class FakeGroq:
     def start(self) -> FakeGroq:
         self._httpd = _Server((self.host, self._port), _Handler)
         self._httpd.fake = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-groq",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-groq", daemon=True)
         self._thread.start()
         return self
 
@@ -410,8 +420,11 @@ class _Server(ThreadingHTTPServer):
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
     prompt_time, completion_time = 0.001, round(completion_tokens / 500, 6)
     return {
-        "queue_time": 0.01, "prompt_tokens": prompt_tokens, "prompt_time": prompt_time,
-        "completion_tokens": completion_tokens, "completion_time": completion_time,
+        "queue_time": 0.01,
+        "prompt_tokens": prompt_tokens,
+        "prompt_time": prompt_time,
+        "completion_tokens": completion_tokens,
+        "completion_time": completion_time,
         "total_tokens": prompt_tokens + completion_tokens,
         "total_time": round(prompt_time + completion_time, 6),
     }
@@ -422,12 +435,10 @@ class _Completion:
 
     def __init__(self, model: str) -> None:
         self.id = f"chatcmpl-{uuid.uuid4()}"
-        self.meta = {"created": int(time.time()), "model": model,
-                     "system_fingerprint": FINGERPRINT}
+        self.meta = {"created": int(time.time()), "model": model, "system_fingerprint": FINGERPRINT}
         self.request_id = "req_" + uuid.uuid4().hex[:26]
 
-    def chunk(self, delta: dict, finish_reason: str | None = None,
-              x_groq: dict | None = None) -> dict:
+    def chunk(self, delta: dict, finish_reason: str | None = None, x_groq: dict | None = None) -> dict:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         out = {"id": self.id, "object": "chat.completion.chunk", **self.meta, "choices": [choice]}
         if x_groq is not None:
@@ -436,8 +447,14 @@ class _Completion:
 
     def completion(self, message: dict, finish_reason: str, usage: dict) -> dict:
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
-        return {"id": self.id, "object": "chat.completion", **self.meta,
-                "choices": [choice], "usage": usage, "x_groq": {"id": self.request_id}}
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            **self.meta,
+            "choices": [choice],
+            "usage": usage,
+            "x_groq": {"id": self.request_id},
+        }
 
 
 class _ChunkedSSE:
@@ -464,9 +481,15 @@ class _ChunkedSSE:
 
 
 def _tool_call_deltas(reply: Reply) -> list[dict]:
-    return [{"index": i, "id": call["id"] or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-             "function": {"name": call["name"], "arguments": call["arguments"]}}
-            for i, call in enumerate(reply.calls)]
+    return [
+        {
+            "index": i,
+            "id": call["id"] or f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": call["name"], "arguments": call["arguments"]},
+        }
+        for i, call in enumerate(reply.calls)
+    ]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -496,10 +519,24 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, list(self.server.fake.requests))
         elif path == MODELS_PATH:
             if self._authorized():
-                self._json(200, {"object": "list", "data": [
-                    {"id": name, "object": "model", "created": 1733447754, "owned_by": owner,
-                     "active": True, "context_window": ctx, "public_apps": None}
-                    for name, owner, ctx in MODELS]})
+                self._json(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": name,
+                                "object": "model",
+                                "created": 1733447754,
+                                "owned_by": owner,
+                                "active": True,
+                                "context_window": ctx,
+                                "public_apps": None,
+                            }
+                            for name, owner, ctx in MODELS
+                        ],
+                    },
+                )
         else:
             self._not_found("GET")
 
@@ -544,8 +581,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _not_found(self, method: str) -> None:
-        self._json(404, error_body(f"Unknown request URL: {method} {self.path}. Please check "
-                                   "the URL for typos.", code="unknown_url"))
+        self._json(
+            404,
+            error_body(
+                f"Unknown request URL: {method} {self.path}. Please check the URL for typos.",
+                code="unknown_url",
+            ),
+        )
 
     def _authorized(self) -> bool:
         if re.fullmatch(r"Bearer \S+", self.headers.get("Authorization", "").strip()):
@@ -582,8 +624,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif action == "default":
                 fake.default = Reply.from_dict(body)
             elif action == "when":
-                fake.when(body["contains"], Reply.from_dict(body["reply"]),
-                          once=bool(body.get("once", False)), stage=body.get("stage", "user"))
+                fake.when(
+                    body["contains"],
+                    Reply.from_dict(body["reply"]),
+                    once=bool(body.get("once", False)),
+                    stage=body.get("stage", "user"),
+                )
             elif action == "reset":
                 fake.reset()
             else:
@@ -614,8 +660,9 @@ class _Handler(BaseHTTPRequestHandler):
         if text or not reply.calls:
             message["content"] = text
         if reply.calls:
-            message["tool_calls"] = [{k: v for k, v in d.items() if k != "index"}
-                                     for d in _tool_call_deltas(reply)]
+            message["tool_calls"] = [
+                {k: v for k, v in d.items() if k != "index"} for d in _tool_call_deltas(reply)
+            ]
         finish = reply.finish_reason or ("tool_calls" if reply.calls else "stop")
         usage = self._usage(reply, body, len(reply.chunks))
         completion = _Completion(body["model"]).completion(message, finish, usage)
@@ -637,7 +684,7 @@ class _Handler(BaseHTTPRequestHandler):
         sse = _ChunkedSSE(self.wfile, eager=reply.delay > 0)
         chunks = reply.chunks
         if reply.mode in ("drop", "stream_error"):
-            chunks = chunks[:reply.after]
+            chunks = chunks[: reply.after]
         if reply.first_delay:
             time.sleep(reply.first_delay)
         sse.event(out.chunk({"role": "assistant", "content": ""}, x_groq={}))
@@ -656,8 +703,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay:
             time.sleep(reply.delay)
         usage = self._usage(reply, body, len(chunks))
-        final = out.chunk({}, reply.finish_reason or ("tool_calls" if reply.calls else "stop"),
-                          x_groq={"usage": usage})
+        final = out.chunk(
+            {}, reply.finish_reason or ("tool_calls" if reply.calls else "stop"), x_groq={"usage": usage}
+        )
         if (body.get("stream_options") or {}).get("include_usage"):
             final["usage"] = usage
         sse.event(final)
@@ -673,9 +721,12 @@ class FakeGroqControl:
 
     def _call(self, method: str, action: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(f"{self.base_url}/_control/{action}", data=data,
-                                         method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.base_url}/_control/{action}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             return json.loads(response.read())
 
@@ -686,8 +737,9 @@ class FakeGroqControl:
         self._call("POST", "default", reply.to_dict())
 
     def when(self, contains: str, reply: Reply, *, once: bool = False, stage: str = "user") -> None:
-        self._call("POST", "when", {"contains": contains, "reply": reply.to_dict(), "once": once,
-                                    "stage": stage})
+        self._call(
+            "POST", "when", {"contains": contains, "reply": reply.to_dict(), "once": once, "stage": stage}
+        )
 
     def reset(self) -> None:
         self._call("POST", "reset", {})
@@ -700,11 +752,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fake Groq chat-completions server.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--tokens", type=int, default=None,
-                        help="default reply: N word tokens instead of the echo")
+    parser.add_argument(
+        "--tokens", type=int, default=None, help="default reply: N word tokens instead of the echo"
+    )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between chunks")
-    parser.add_argument("--first-delay", type=float, default=0.0,
-                        help="seconds before the first chunk")
+    parser.add_argument("--first-delay", type=float, default=0.0, help="seconds before the first chunk")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
 

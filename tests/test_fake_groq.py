@@ -43,8 +43,7 @@ def client(server):
 
 
 def stream(client, messages=USER, **kwargs):
-    return list(client.chat.completions.create(model=MODEL, messages=messages, stream=True,
-                                               **kwargs))
+    return list(client.chat.completions.create(model=MODEL, messages=messages, stream=True, **kwargs))
 
 
 def text_of(chunks):
@@ -64,8 +63,7 @@ def test_streaming_text_chunks_and_usage(server, client):
     first, last = chunks[0], chunks[-1]
     assert first.choices[0].delta.role == "assistant" and first.choices[0].delta.content == ""
     assert first.x_groq.id.startswith("req_")
-    assert [c.choices[0].delta.content for c in chunks[1:-1]] == split_words(
-        "Hello there,  how are you? ")
+    assert [c.choices[0].delta.content for c in chunks[1:-1]] == split_words("Hello there,  how are you? ")
     assert all(c.object == "chat.completion.chunk" and c.model == MODEL for c in chunks)
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
     assert last.choices[0].finish_reason == "stop" and last.choices[0].delta.content is None
@@ -83,8 +81,7 @@ def test_explicit_chunks_and_include_usage(server, client):
 
 
 def test_default_echo_is_deterministic(client):
-    messages = [{"role": "system", "content": "be nice"},
-                {"role": "user", "content": "What is  the price?"}]
+    messages = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "What is  the price?"}]
     chunks = stream(client, messages)
     assert text_of(chunks) == "You said: What is  the price?"
     assert len(chunks) == 2 + len(split_words("You said: What is  the price?"))
@@ -96,8 +93,16 @@ def test_echo_after_tool_result_contains_tool_content(client):
     tool_content = json.dumps({"url": "https://book.test/s/abc?x=1"})
     messages = [
         {"role": "user", "content": "book me"},
-        {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {
-            "name": "get_booking_link", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_booking_link", "arguments": "{}"},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": tool_content},
     ]
     assert text_of(stream(client, messages)) == "Here is what I found: " + tool_content
@@ -113,9 +118,16 @@ def test_non_streaming(server, client):
     assert reply.x_groq.id.startswith("req_")
 
 
-TOOLS = [{"type": "function", "function": {
-    "name": "get_booking_link", "description": "Booking link",
-    "parameters": {"type": "object", "properties": {"service_name": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_booking_link",
+            "description": "Booking link",
+            "parameters": {"type": "object", "properties": {"service_name": {"type": "string"}}},
+        },
+    }
+]
 
 
 def test_streaming_tool_call(server, client):
@@ -134,8 +146,7 @@ def test_streaming_tool_call(server, client):
 
 
 def test_multiple_tool_calls_non_streaming(server, client):
-    server.enqueue(Reply.tool_calls([("a", {"x": 1}), {"name": "b", "arguments": "{}",
-                                                        "id": "call_fixed"}]))
+    server.enqueue(Reply.tool_calls([("a", {"x": 1}), {"name": "b", "arguments": "{}", "id": "call_fixed"}]))
     message = client.chat.completions.create(model=MODEL, messages=USER, tools=TOOLS).choices[0]
     assert message.finish_reason == "tool_calls"
     calls = message.message.tool_calls
@@ -206,13 +217,15 @@ def test_stream_error_event(server, client):
 @pytest.mark.parametrize("authorization", [groq.Omit(), "Basic abc", "Bearer"])
 def test_missing_or_bad_api_key_is_401(server, client, authorization):
     with pytest.raises(groq.AuthenticationError) as info:
-        client.chat.completions.create(model=MODEL, messages=USER,
-                                       extra_headers={"Authorization": authorization})
-    assert info.value.body == {"error": {"message": "Invalid API Key",
-                                         "type": "invalid_request_error",
-                                         "code": "invalid_api_key"}}
-    request = urllib.request.Request(server.base_url + "/openai/v1/chat/completions",
-                                     data=b'{"model": "m", "messages": []}', method="POST")
+        client.chat.completions.create(
+            model=MODEL, messages=USER, extra_headers={"Authorization": authorization}
+        )
+    assert info.value.body == {
+        "error": {"message": "Invalid API Key", "type": "invalid_request_error", "code": "invalid_api_key"}
+    }
+    request = urllib.request.Request(
+        server.base_url + "/openai/v1/chat/completions", data=b'{"model": "m", "messages": []}', method="POST"
+    )
     with pytest.raises(urllib.error.HTTPError) as raw:
         urllib.request.urlopen(request, timeout=5)
     assert raw.value.code == 401
@@ -253,10 +266,14 @@ def test_rule_stage_skips_tool_follow_up(server, client):
     server.when("book", Reply.text("follow-up scripted"), stage="tool", once=True)
     first = stream(client, [{"role": "user", "content": "book please"}])
     assert first[-1].choices[0].finish_reason == "tool_calls"
-    follow_up = [{"role": "user", "content": "book please"},
-                 {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
-                                                       "function": {"name": "x", "arguments": "{}"}}]},
-                 {"role": "tool", "tool_call_id": "c", "content": "LINK"}]
+    follow_up = [
+        {"role": "user", "content": "book please"},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "x", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c", "content": "LINK"},
+    ]
     assert text_of(stream(client, follow_up)) == "follow-up scripted"
     assert text_of(stream(client, follow_up)) == "Here is what I found: LINK"
 
@@ -289,13 +306,19 @@ def test_control_api_over_http(server, client):
         stream(client, [{"role": "user", "content": "ERR"}])
 
     def post(action, payload):
-        request = urllib.request.Request(f"{server.base_url}/_control/{action}",
-                                         data=json.dumps(payload).encode(), method="POST")
+        request = urllib.request.Request(
+            f"{server.base_url}/_control/{action}", data=json.dumps(payload).encode(), method="POST"
+        )
         with urllib.request.urlopen(request, timeout=5) as response:
             return json.loads(response.read())
 
-    assert post("enqueue", [{"kind": "text", "text": "one two", "delay": 0.001},
-                            {"kind": "tool_call", "name": "f", "arguments": {"a": 1}}]) == {"ok": True}
+    assert post(
+        "enqueue",
+        [
+            {"kind": "text", "text": "one two", "delay": 0.001},
+            {"kind": "tool_call", "name": "f", "arguments": {"a": 1}},
+        ],
+    ) == {"ok": True}
     post("when", {"contains": "CUT", "reply": {"kind": "drop_after", "after": 2}})
     post("default", {"kind": "tokens", "n": 3})
     assert text_of(stream(client)) == "one two"
@@ -322,8 +345,11 @@ def test_wait_for_requests(server, client):
 
 def test_cli_subprocess_serves_many_tokens_fast():
     script = Path(__file__).with_name("fake_groq.py")
-    proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--tokens", "5000",
-                             "--delay", "0"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--port", "0", "--tokens", "5000", "--delay", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("PORT ")
