@@ -102,7 +102,8 @@ def seed_workspace(env: dict) -> str:
 class Visitor:
     def __init__(self, api: str, handle: str):
         self.api = api
-        body = requests.post(
+        self.http = requests.Session()  # keep-alive, as a browser does
+        body = self.http.post(
             f"{api}/public/conversations", json={"workspace_handle": handle}, timeout=30
         ).json()
         self.cid, self.token = body["conversation_id"], body["visitor_token"]
@@ -118,7 +119,7 @@ class Visitor:
         return client
 
     def post(self, content: str) -> dict:
-        response = requests.post(
+        response = self.http.post(
             f"{self.api}/public/conversations/{self.cid}/messages",
             json={"content": content, "idempotency_key": str(uuid.uuid4())},
             headers={"X-Visitor-Token": self.token},
