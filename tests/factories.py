@@ -1,11 +1,15 @@
-"""Test data factories: they write through the models and return them."""
+"""Test data factories: they write through the models and return them (and two
+readers that see what the database holds now)."""
 
 import itertools
 import uuid
 
+from sqlalchemy import select
+
 from backend.auth import issue_access_token
 from backend.extensions import db
 from backend.models import (
+    AgentRun,
     Conversation,
     ConversationMessage,
     SchedulingConnector,
@@ -121,3 +125,24 @@ def make_message(
             conversation.last_message_at = timestamp
     db.session.commit()
     return message
+
+
+def reload_run(run_id) -> AgentRun:
+    """The run as the database has it now."""
+    db.session.expire_all()
+    return db.session.get(AgentRun, run_id)
+
+
+def assistant_replies(conversation_id) -> list[ConversationMessage]:
+    """The conversation's assistant messages as the database has them now, oldest first."""
+    db.session.expire_all()
+    return list(
+        db.session.execute(
+            select(ConversationMessage)
+            .where(
+                ConversationMessage.conversation_id == conversation_id,
+                ConversationMessage.role == "assistant",
+            )
+            .order_by(ConversationMessage.timestamp)
+        ).scalars()
+    )

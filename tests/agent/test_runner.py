@@ -7,16 +7,23 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import select
 
 from backend.agent.context import load_agent_context
 from backend.agent.degraded import build_degraded_reply
 from backend.agent.runner import execute_run
 from backend.extensions import db, redis_client
-from backend.models import AgentRun, Conversation, ConversationMessage, Workspace
+from backend.models import Conversation, Workspace
 from backend.services import runs
 from backend.streams import cancel_key, stream_key
-from tests.factories import make_connector, make_conversation, make_message, make_service, make_workspace
+from tests.factories import (
+    assistant_replies,
+    make_connector,
+    make_conversation,
+    make_message,
+    make_service,
+    make_workspace,
+    reload_run,
+)
 from tests.fake_groq import FakeGroq, Reply
 
 BOOKING_LINK = "https://calendly.com/luz-yoga/intro"
@@ -59,23 +66,10 @@ def queue_message(conversation_id, content: str = "When are you open?") -> uuid.
     return run.id
 
 
-def stored_run(run_id) -> AgentRun:
-    db.session.expire_all()
-    return db.session.get(AgentRun, run_id)
+stored_run = reload_run
 
 
-def replies(conversation_id) -> list[ConversationMessage]:
-    db.session.expire_all()
-    return list(
-        db.session.execute(
-            select(ConversationMessage)
-            .where(
-                ConversationMessage.conversation_id == conversation_id,
-                ConversationMessage.role == "assistant",
-            )
-            .order_by(ConversationMessage.timestamp)
-        ).scalars()
-    )
+replies = assistant_replies
 
 
 def events(conversation_id, run_id=None) -> list[tuple[str, str, dict]]:

@@ -1,7 +1,6 @@
 """The public chat API through the Flask test client: profile, conversations, visitor
 tokens, posting and listing messages, runs and their cancellation, rate limits."""
 
-import contextlib
 import json
 import threading
 import uuid
@@ -12,14 +11,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from backend import create_app
-from backend.config import TestConfig
-from backend.extensions import api as smorest_api
-from backend.extensions import db, limiter, redis_client, redis_clients
+from backend.extensions import db, limiter, redis_client
 from backend.models import AgentRun, Conversation, ConversationMessage, Workspace
 from backend.services import messages as messages_service
 from backend.streams import is_valid_id, stream_key
 from tests.factories import make_conversation, make_message, make_service, make_workspace
+from tests.test_errors import build_app
 
 API = "/api/v1/public"
 
@@ -695,21 +692,9 @@ def test_cancel_running_run_flags_it(client):
 # --- rate limits ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
 def limited_app(app: Flask, **overrides):
-    """A second app with rate limiting on (config is read when the app is built); the
-    process-wide extension state is given back to the session `app` afterwards."""
-    saved_spec = (smorest_api._app, smorest_api.config, smorest_api.spec)
-    other = create_app(type("LimitedConfig", (TestConfig,), {"RATELIMIT_ENABLED": True, **overrides}))
-    try:
-        yield other
-    finally:
-        with other.app_context():
-            db.engine.dispose()
-        smorest_api._app, smorest_api.config, smorest_api.spec = saved_spec
-        redis_clients.init_app(app)
-        limiter.init_app(app)
-        app.extensions["celery"].set_default()
+    """A second app with rate limiting on (config is read when the app is built)."""
+    return build_app(app, RATELIMIT_ENABLED=True, **overrides)
 
 
 def assert_429(response):

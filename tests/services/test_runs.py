@@ -14,7 +14,7 @@ from backend.models import AgentRun, Conversation, ConversationMessage, Workspac
 from backend.models.types import utcnow
 from backend.services import runs
 from backend.streams import cancel_key
-from tests.factories import make_conversation, make_message, make_workspace
+from tests.factories import assistant_replies, make_conversation, make_message, make_workspace, reload_run
 
 
 def new_conversation() -> Conversation:
@@ -34,23 +34,10 @@ def completed(text="Sure!", **meta) -> runs.Outcome:
     return runs.Outcome("completed", text, {"model": "m", **meta})
 
 
-def reload(run_id) -> AgentRun:
-    db.session.expire_all()
-    return db.session.get(AgentRun, run_id)
+reload = reload_run
 
 
-def assistant_messages(conversation_id) -> list[ConversationMessage]:
-    db.session.expire_all()
-    return list(
-        db.session.execute(
-            select(ConversationMessage)
-            .where(
-                ConversationMessage.conversation_id == conversation_id,
-                ConversationMessage.role == "assistant",
-            )
-            .order_by(ConversationMessage.timestamp)
-        ).scalars()
-    )
+assistant_messages = assistant_replies
 
 
 def test_reply_message_id_is_deterministic():
