@@ -87,7 +87,7 @@ def post_message(body, conversation_id):
 
     _visitor(conversation_id)
     posted = chat.post_visitor_message(conversation_id, body["content"], body.get("idempotency_key"))
-    cursor = chat.cursor_for_run(posted.run)
+    cursor = chat.cursor_after_post(posted.run)
     result = {"message": posted.message, "run": posted.run, "stream_cursor": cursor}
     if not posted.created:
         return result, 200

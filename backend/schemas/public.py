@@ -70,7 +70,7 @@ class RunSchema(BaseSchema):
 class MessagePostedSchema(BaseSchema):
     message = fields.Nested(MessagePublicSchema)
     run = fields.Nested(RunSchema)
-    stream_cursor = fields.String()
+    stream_cursor = fields.String(allow_none=True)
 
 
 class MessagesQueryArgs(BaseSchema):

@@ -8,11 +8,13 @@ one transaction; the caller enqueues the run after the commit.
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -30,6 +32,8 @@ from backend.streams import (
     last_entry_id,
     stream_key,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _token_hash(token: str) -> str:
@@ -163,6 +167,18 @@ def cursor_for_run(run: AgentRun) -> str:
     if run.first_event_id:
         return id_before(run.first_event_id)
     return entries[0][0] if entries else ZERO_ID
+
+
+def cursor_after_post(run: AgentRun) -> str | None:
+    """The `stream_cursor` a post answers with, or None while Redis is unreachable: the
+    message and its run are saved by then (the recovery loop sends the run once the
+    broker answers again), and a stream opened without a cursor starts at the oldest
+    unfinished run anyway, so the visitor loses nothing."""
+    try:
+        return cursor_for_run(run)
+    except redis.RedisError:
+        log.warning("no stream cursor for run %s: Redis is unreachable", run.id)
+        return None
 
 
 @dataclass(frozen=True)
