@@ -76,6 +76,22 @@ def cursor_is_lost(conversation_id, cursor: str) -> bool:
     return bool(first) and trimmed and parse_id(cursor) < parse_id(first[0])
 
 
+def append_entries(
+    client, key: str, entries: list[dict], maxlen: int, ttl: int | None = None, flag_key: str | None = None
+) -> tuple[list[str], bool]:
+    """XADDs `entries` in one round trip, refreshing the key's TTL when `ttl` is given and
+    reading `flag_key` (a run's cancel flag) in the same trip. Returns (ids, flag is set)."""
+    pipe = client.pipeline(transaction=False)
+    for fields in entries:
+        pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
+    if ttl is not None:
+        pipe.expire(key, ttl)
+    if flag_key:
+        pipe.exists(flag_key)
+    results = pipe.execute()
+    return results[: len(entries)], bool(flag_key and results[-1])
+
+
 class RunPublisher:
     """Publishes one run's events, in order, to the conversation's stream.
 
@@ -148,18 +164,13 @@ class RunPublisher:
                     self._busy = False
                     self._cond.notify_all()
 
-    def _send(self, batch: list[dict], refresh_ttl: bool = False) -> list:
-        pipe = self._redis.pipeline(transaction=False)
-        for fields in batch:
-            pipe.xadd(self.key, fields, maxlen=self._maxlen, approximate=True)
-        if refresh_ttl:
-            pipe.expire(self.key, self._ttl)
-        if self._cancel_key:
-            pipe.exists(self._cancel_key)
-        results = pipe.execute()
-        if self._cancel_key and results[-1]:
+    def _send(self, batch: list[dict], refresh_ttl: bool = False) -> list[str]:
+        ids, flag_set = append_entries(
+            self._redis, self.key, batch, self._maxlen, self._ttl if refresh_ttl else None, self._cancel_key
+        )
+        if flag_set:
             self.cancel_requested = True
-        return results[: len(batch)]
+        return ids
 
     def _drain(self) -> None:
         with self._cond:
@@ -195,8 +206,7 @@ class RunPublisher:
 
     def tool_result(self, call_id: str, tool: str, status: str, data, error) -> str | None:
         payload = {"run_id": self.run_id, "id": call_id, "tool": tool, "status": status, "data": data}
-        payload["error"] = error
-        return self._enqueue("tool_result", payload)
+        return self._enqueue("tool_result", {**payload, "error": error})
 
     def error(self, code: str, message: str) -> str | None:
         return self._enqueue("error", {"run_id": self.run_id, "code": code, "message": message})
@@ -224,13 +234,15 @@ def publish_message(conversation_id, message) -> str:
         "content": message.content,
         "timestamp": message.timestamp.isoformat(),
     }
-    pipe = redis_client().pipeline(transaction=False)
-    key = stream_key(conversation_id)
-    pipe.xadd(
-        key, {"e": "message", "d": encode(data)}, maxlen=current_app.config["STREAM_MAXLEN"], approximate=True
+    config = current_app.config
+    ids, _ = append_entries(
+        redis_client(),
+        stream_key(conversation_id),
+        [{"e": "message", "d": encode(data)}],
+        config["STREAM_MAXLEN"],
+        config["STREAM_TTL_SECONDS"],
     )
-    pipe.expire(key, current_app.config["STREAM_TTL_SECONDS"])
-    return pipe.execute()[0]
+    return ids[0]
 
 
 def run_text_so_far(conversation_id, run_id, first_event_id: str | None) -> str:

@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 class RunWatch:
     """A side thread (a greenlet under gevent) beside a streaming run: it touches the
     run's heartbeat every `heartbeat_interval` and polls the cancel flag every
-    `cancel_interval`, so a cancel stops the run even while the model is silent."""
+    `cancel_interval`, so a cancel stops the run even while the model is silent. (While
+    text streams, the RunPublisher already reads the same flag with every batch it
+    sends, which stops the run within a few tokens; this poll covers the silences.)"""
 
     def __init__(self, run_id: uuid.UUID, heartbeat_interval: float, cancel_interval: float, on_cancel):
         self._engine = db.engine

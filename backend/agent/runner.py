@@ -265,7 +265,7 @@ def execute_run(run_id: uuid.UUID) -> None:
             generation.interrupt,
         ):
             outcome = generation.run()
-        finished, next_run = runs.finish_run(claim, outcome)
+        finished, next_run = runs.finish_run(claim.run_id, outcome)
         if finished:
             publisher.message_end(outcome.text, outcome.status, outcome.degraded, outcome.meta["usage"])
     finally:

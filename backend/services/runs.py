@@ -112,17 +112,17 @@ def claim_run(run_id: uuid.UUID) -> ClaimedRun | None:
     return claimed
 
 
-def _without_waiting_for_disk() -> None:
+def _without_waiting_for_disk(executor, dialect_name: str) -> None:
     """Commit this transaction without waiting for the WAL flush (PostgreSQL only).
 
     For bookkeeping that is cheap to lose in a database crash (a heartbeat, the id of
     a run's first event) but sits on the path to the visitor's first token."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SET LOCAL synchronous_commit = off"))
+    if dialect_name == "postgresql":
+        executor.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def record_first_event(run_id: uuid.UUID, entry_id: str) -> None:
-    _without_waiting_for_disk()
+    _without_waiting_for_disk(db.session, db.session.get_bind().dialect.name)
     db.session.execute(update(AgentRun).where(AgentRun.id == run_id).values(first_event_id=entry_id))
     db.session.commit()
 
@@ -130,8 +130,7 @@ def record_first_event(run_id: uuid.UUID, entry_id: str) -> None:
 def touch_heartbeat(engine, run_id: uuid.UUID) -> None:
     """Proves the run's worker is alive; uses its own connection (called from a side thread)."""
     with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SET LOCAL synchronous_commit = off"))
+        _without_waiting_for_disk(connection, engine.dialect.name)
         connection.execute(
             update(AgentRun)
             .where(AgentRun.id == run_id, AgentRun.status == "running")
@@ -148,9 +147,8 @@ class Outcome:
     degraded: bool = False
 
 
-def finish_run(claim_or_run_id, outcome: Outcome) -> tuple[bool, uuid.UUID | None]:
+def finish_run(run_id: uuid.UUID, outcome: Outcome) -> tuple[bool, uuid.UUID | None]:
     """Saves the reply and the final state once. Returns (finished_now, next_run_to_enqueue)."""
-    run_id = getattr(claim_or_run_id, "run_id", claim_or_run_id)
     run = db.session.get(AgentRun, run_id)
     if run is None:
         return False, None

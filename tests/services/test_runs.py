@@ -143,8 +143,8 @@ def test_finish_saves_the_reply_once(app):
     run = queue_run(conversation)
     claim = runs.claim_run(run.id)
     outcome = completed("Here you go", usage={"total_tokens": 5})
-    assert runs.finish_run(claim, outcome) == (True, None)
-    assert runs.finish_run(claim, outcome) == (False, None)
+    assert runs.finish_run(claim.run_id, outcome) == (True, None)
+    assert runs.finish_run(claim.run_id, outcome) == (False, None)
     assert runs.finish_run(run.id, runs.Outcome("failed", "other text", {})) == (False, None)
 
     [reply] = assistant_messages(conversation.id)
