@@ -4,6 +4,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from argon2.profiles import RFC_9106_LOW_MEMORY
+
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 DEFAULT_SECRET_KEY = "changethis"
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/app_test"
@@ -59,6 +61,11 @@ class Config:
     EMAIL_RESET_TOKEN_EXPIRE = timedelta(hours=_int("EMAIL_RESET_TOKEN_EXPIRE_HOURS", 48))
     FIRST_SUPERUSER = _env("FIRST_SUPERUSER", "admin@example.com")
     FIRST_SUPERUSER_PASSWORD = _env("FIRST_SUPERUSER_PASSWORD", "changethis")
+    # argon2id cost of password hashes (time passes, memory in KiB, lanes): argon2-cffi's
+    # defaults (RFC 9106's low-memory profile), ~0.1 s per hash. Only tests lower them.
+    PASSWORD_HASH_TIME_COST = _int("PASSWORD_HASH_TIME_COST", RFC_9106_LOW_MEMORY.time_cost)
+    PASSWORD_HASH_MEMORY_COST = _int("PASSWORD_HASH_MEMORY_COST", RFC_9106_LOW_MEMORY.memory_cost)
+    PASSWORD_HASH_PARALLELISM = _int("PASSWORD_HASH_PARALLELISM", RFC_9106_LOW_MEMORY.parallelism)
 
     # LLM
     GROQ_API_KEY = _env("GROQ_API_KEY")
@@ -154,3 +161,7 @@ class TestConfig(Config):
     RATELIMIT_STORAGE_URI = REDIS_URL
     RATELIMIT_ENABLED = False
     SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
+    # The cheapest argon2 parameters: tests create hundreds of users; the hash stays real.
+    PASSWORD_HASH_TIME_COST = 1
+    PASSWORD_HASH_MEMORY_COST = 8
+    PASSWORD_HASH_PARALLELISM = 1

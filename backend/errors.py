@@ -1,6 +1,7 @@
 """Domain exceptions and the one JSON error shape: {"detail": str, "errors"?: {...}}."""
 
 import logging
+import time
 
 from flask import Flask, jsonify
 from sqlalchemy.exc import IntegrityError
@@ -113,9 +114,7 @@ def http_error_response(error: HTTPException):
     if status == 422 and "messages" in data:
         return error_response(422, "Validation error", _flatten_webargs_messages(data["messages"]))
     if status == 429:
-        retry_after = getattr(error, "retry_after", None)
-        headers["Retry-After"] = str(retry_after or 60)
-        return error_response(429, "Too many requests", headers=headers)
+        return _rate_limited_response()
     if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
     detail = data.get("message") if isinstance(data.get("message"), str) else None
@@ -125,6 +124,20 @@ def http_error_response(error: HTTPException):
     if detail is None:
         detail = DEFAULT_DETAILS.get(status) or (error.description or error.name)
     return error_response(status, detail, headers=headers)
+
+
+def _rate_limited_response():
+    """429 from a Flask-Limiter decorator; Retry-After from the breached limit's window."""
+    from backend.api.rate_limits import too_many_requests
+    from backend.extensions import limiter
+
+    breached = limiter.current_limit
+    try:
+        reset_at = breached.window.reset_time if breached is not None else time.time() + 60
+    except Exception:  # its storage went away between the check and this answer
+        reset_at = time.time() + 60
+    error = too_many_requests(reset_at)
+    return error_response(429, error.detail, headers=error.headers)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -1,33 +1,74 @@
-"""Authentication for owner views, checked before the request body or query is parsed.
+"""Who may call a route, checked before the request body or query is parsed.
 
 flask-smorest parses arguments in decorators that run before the view body, so
-a `require_user()` call inside the view would let an anonymous request with a
-bad body get a 422. `@authenticated`, placed above `@blp.arguments`, answers
-401/403 first, as the FastAPI template does. Not a Blueprint module (no `blp`).
+a check inside the view would let a caller without credentials get a 422 for a
+bad body. Both decorators here go above `@blp.arguments`, so 401/403 come first,
+as the FastAPI template answers:
+
+- `@authenticated` (owners; `@authenticated(superuser=True)` for superusers only):
+  the bearer access token, documented as the one `bearerAuth` scheme;
+- `@visitor` (anonymous visitors): the conversation's visitor token, from the
+  `X-Visitor-Token` header or the `visitor_token` query (EventSource cannot send headers).
+
+Not a Blueprint module (no `blp`).
 """
 
 import functools
+import uuid
 
+from flask import request
 from flask_jwt_extended import current_user
 
-from backend.auth import require_user
+from backend.auth import require_superuser, require_user
 from backend.models import User
 
 BEARER = [{"bearerAuth": []}]
+VISITOR_TOKEN_PARAMETER = {
+    "in": "header",
+    "name": "X-Visitor-Token",
+    "schema": {"type": "string"},
+    "description": "The conversation's visitor token (or the `visitor_token` query parameter).",
+}
 
 
-def authenticated(view):
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        require_user()
-        return view(*args, **kwargs)
-
-    # Documents the bearer requirement in the OpenAPI spec, like `@blp.doc(security=...)`.
+def _with_doc(wrapper, view, **manual_doc):
+    """Copies the view's OpenAPI notes to the wrapper and adds `manual_doc` to them."""
     wrapper._apidoc = {**getattr(view, "_apidoc", {})}
-    wrapper._apidoc["manual_doc"] = {**wrapper._apidoc.get("manual_doc", {}), "security": BEARER}
+    doc = {**wrapper._apidoc.get("manual_doc", {})}
+    for key, value in manual_doc.items():
+        doc[key] = [*doc.get(key, []), *value] if key == "parameters" else value
+    wrapper._apidoc["manual_doc"] = doc
     return wrapper
+
+
+def authenticated(view=None, *, superuser: bool = False):
+    """The bearer token of an active user (a superuser with `superuser=True`)."""
+
+    def decorator(inner):
+        @functools.wraps(inner)
+        def wrapper(*args, **kwargs):
+            require_superuser() if superuser else require_user()
+            return inner(*args, **kwargs)
+
+        return _with_doc(wrapper, inner, security=BEARER)
+
+    return decorator(view) if view is not None else decorator
 
 
 def me() -> User:
     """The user `@authenticated` verified (already loaded, no extra query)."""
     return current_user
+
+
+def visitor(view):
+    """The visitor token of the conversation named by the route's `conversation_id`."""
+    from backend.services import chat
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        conversation_id: uuid.UUID = kwargs["conversation_id"]
+        token = request.headers.get("X-Visitor-Token") or request.args.get("visitor_token")
+        chat.authorize_visitor(conversation_id, token)
+        return view(*args, **kwargs)
+
+    return _with_doc(wrapper, view, parameters=[VISITOR_TOKEN_PARAMETER])

@@ -1,9 +1,9 @@
 """Conversations (owner side)."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from backend.api.access import authenticated, me
+from backend.api.parsing import Blueprint
 from backend.schemas.common import MessageSchema
 from backend.schemas.conversation import (
     ConversationPageSchema,

@@ -1,9 +1,10 @@
 """Access tokens and password recovery."""
 
 from flask import current_app
-from flask_smorest import Blueprint
 
-from backend.auth import issue_access_token, require_user
+from backend.api.access import authenticated, me
+from backend.api.parsing import Blueprint
+from backend.auth import issue_access_token
 from backend.errors import BadRequest
 from backend.extensions import limiter
 from backend.schemas.common import MessageSchema
@@ -34,11 +35,11 @@ def login_access_token(form):
 
 
 @blp.route("/login/test-token", methods=["POST"])
-@blp.doc(security=[{"bearerAuth": []}])
+@authenticated
 @blp.response(200, UserPublicSchema)
 def test_token():
     """Check an access token; returns its user."""
-    return require_user()
+    return me()
 
 
 @blp.route("/password-recovery/<email>", methods=["POST"])

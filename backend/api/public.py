@@ -1,10 +1,10 @@
 """Public chat for anonymous visitors: profile, conversations, messages, runs, event stream."""
 
-import uuid
-
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 
+from backend.api.access import visitor
+from backend.api.parsing import Blueprint
+from backend.api.rate_limits import spend_message_budget
 from backend.extensions import db, limiter
 from backend.schemas.public import (
     ConversationCreatedSchema,
@@ -22,38 +22,10 @@ from backend.streams import encode, stream_key
 
 URL_PREFIX = "/public"
 blp = Blueprint("public", __name__, description="Public chat for anonymous visitors.")
-VISITOR_TOKEN_DOC = {
-    "parameters": [
-        {
-            "in": "header",
-            "name": "X-Visitor-Token",
-            "schema": {"type": "string"},
-            "description": "The conversation's visitor token (or the `visitor_token` query parameter).",
-        }
-    ]
-}
 
 
 def _per_ip_limit() -> str:
     return current_app.config["PUBLIC_RATE_LIMIT_PER_IP"]
-
-
-def _per_conversation_limit() -> str:
-    return current_app.config["PUBLIC_MESSAGE_RATE_LIMIT_PER_CONVERSATION"]
-
-
-def _conversation_key() -> str:
-    return f"conversation:{request.view_args.get('conversation_id')}"
-
-
-def _counts_for_conversation(response) -> bool:
-    # Someone who knows a conversation's id but not its token must not use up its budget.
-    return response.status_code not in (401, 404)
-
-
-def _visitor(conversation_id: uuid.UUID):
-    token = request.headers.get("X-Visitor-Token") or request.args.get("visitor_token")
-    return chat.authorize_visitor(conversation_id, token)
 
 
 @blp.route("/workspaces/<string:handle>")
@@ -76,17 +48,22 @@ def create_conversation(body):
 
 @blp.route("/conversations/<uuid:conversation_id>/messages", methods=["POST"])
 @limiter.limit(_per_ip_limit)
-@limiter.limit(_per_conversation_limit, key_func=_conversation_key, deduct_when=_counts_for_conversation)
-@blp.doc(**VISITOR_TOKEN_DOC)
+@visitor
 @blp.arguments(VisitorMessageCreateSchema)
 @blp.response(201, MessagePostedSchema)
 @blp.alt_response(200, schema=MessagePostedSchema, description="Replay of an idempotent request")
 def post_message(body, conversation_id):
-    """Send a visitor message; the agent's reply streams on the conversation's event stream."""
+    """Send a visitor message; the agent's reply streams on the conversation's event stream.
+
+    Only accepted messages spend the conversation's message budget: a replay of an
+    accepted message (same idempotency key) answers 200 even once the budget is spent."""
     from backend.tasks import enqueue_run
 
-    _visitor(conversation_id)
-    posted = chat.post_visitor_message(conversation_id, body["content"], body.get("idempotency_key"))
+    content, key = body["content"], body.get("idempotency_key")
+    posted = chat.replay_visitor_message(conversation_id, content, key)
+    if posted is None:
+        spend_message_budget(conversation_id)
+        posted = chat.post_visitor_message(conversation_id, content, key)
     cursor = chat.cursor_after_post(posted.run)
     result = {"message": posted.message, "run": posted.run, "stream_cursor": cursor}
     if not posted.created:
@@ -97,42 +74,38 @@ def post_message(body, conversation_id):
 
 @blp.route("/conversations/<uuid:conversation_id>/messages", methods=["GET"])
 @limiter.limit(_per_ip_limit)
-@blp.doc(**VISITOR_TOKEN_DOC)
+@visitor
 @blp.arguments(MessagesQueryArgs, location="query")
 @blp.response(200, MessagesPageSchema)
 def list_messages(args, conversation_id):
     """Messages in order, after `since` (exclusive)."""
-    _visitor(conversation_id)
     return chat.list_messages(conversation_id, args["since"], args["limit"])
 
 
 @blp.route("/conversations/<uuid:conversation_id>/runs/<uuid:run_id>", methods=["GET"])
 @limiter.limit(_per_ip_limit)
-@blp.doc(**VISITOR_TOKEN_DOC)
+@visitor
 @blp.response(200, RunSchema)
 def get_run(conversation_id, run_id):
     """A run's state."""
-    _visitor(conversation_id)
     return runs.get_run(conversation_id, run_id)
 
 
 @blp.route("/conversations/<uuid:conversation_id>/runs/<uuid:run_id>/cancel", methods=["POST"])
 @limiter.limit(_per_ip_limit)
-@blp.doc(**VISITOR_TOKEN_DOC)
+@visitor
 @blp.response(202, RunSchema)
 def cancel_run(conversation_id, run_id):
     """Stop a run; the partial reply is kept."""
-    _visitor(conversation_id)
     return chat.cancel_run(conversation_id, run_id)
 
 
 @blp.route("/conversations/<uuid:conversation_id>/stream", methods=["GET"])
 @limiter.limit(_per_ip_limit)
-@blp.doc(**VISITOR_TOKEN_DOC)
+@visitor
 @blp.response(200, description="Server-Sent Events (text/event-stream)")
 def stream(conversation_id):
     """The conversation's events as Server-Sent Events."""
-    _visitor(conversation_id)
     requested = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     start = chat.stream_start(conversation_id, requested)
     config = current_app.config

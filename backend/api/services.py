@@ -1,9 +1,9 @@
 """A workspace's bookable services."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from backend.api.access import authenticated, me
+from backend.api.parsing import Blueprint
 from backend.schemas.common import MessageSchema, PageArgsSchema
 from backend.schemas.service import (
     ServiceCreateSchema,

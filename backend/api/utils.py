@@ -3,11 +3,11 @@
 import logging
 
 from flask import jsonify, send_from_directory
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
+from backend.api.parsing import Blueprint
 from backend.extensions import db, redis_client
 
 URL_PREFIX = "/utils"

@@ -1,10 +1,9 @@
 """Workspaces (one per owner): CRUD, the auto-created `me`, and analytics."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from backend.api.access import authenticated, me
-from backend.auth import require_superuser
+from backend.api.parsing import Blueprint
 from backend.schemas.common import MessageSchema, PageArgsSchema
 from backend.schemas.workspace import (
     AnalyticsArgsSchema,
@@ -22,12 +21,11 @@ blp = Blueprint("workspaces", __name__, description="Workspaces (one per owner).
 
 @blp.route("/")
 class WorkspaceCollection(MethodView):
-    @authenticated
+    @authenticated(superuser=True)
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, WorkspacePageSchema)
     def get(self, args):
         """List every workspace (superusers only)."""
-        require_superuser()
         items, count = workspaces.list_workspaces(args["skip"], args["limit"])
         return {"data": items, "count": count}
 

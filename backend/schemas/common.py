@@ -1,5 +1,6 @@
 """Schemas shared by every resource: the base schema, messages, list pages, query fields."""
 
+import re
 from datetime import UTC, datetime
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
@@ -7,6 +8,32 @@ from marshmallow.validate import Range
 
 # Integer columns are 32-bit: bigger values must be a 422, not a database error.
 INT32_MAX = 2**31 - 1
+# Python's int() and Decimal() also read "١٢" (Arabic-Indic digits), "1_000" and " 7 ".
+ASCII_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
+ASCII_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,40}(?:\.[0-9]{0,40})?|\.[0-9]{1,40})")
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer, or ASCII digits in a query string. A float is refused, not
+    truncated (1.5 is no duration), and so are booleans and other scripts' digits."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise self.make_error("invalid", input=value)
+        if isinstance(value, str) and not ASCII_INTEGER.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
+class StrictDecimal(fields.Decimal):
+    """A decimal read exactly from a JSON number's text or a plain ASCII decimal string."""
+
+    def _validated(self, value):
+        if isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        if isinstance(value, str) and not ASCII_DECIMAL.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
 
 
 class BaseSchema(Schema):
@@ -23,8 +50,8 @@ class MessageSchema(Schema):
 class PageArgsSchema(BaseSchema):
     """`skip`/`limit` of every owner list (limit at most 1000)."""
 
-    skip = fields.Integer(load_default=0, validate=Range(min=0, max=INT32_MAX))
-    limit = fields.Integer(load_default=100, validate=Range(min=0, max=1000))
+    skip = StrictInteger(load_default=0, validate=Range(min=0, max=INT32_MAX))
+    limit = StrictInteger(load_default=100, validate=Range(min=0, max=1000))
 
 
 def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:

@@ -4,7 +4,14 @@ from marshmallow import Schema, ValidationError, fields
 from marshmallow.validate import Length, OneOf, Range
 
 from backend.models.conversation import CHANNELS, CONVERSATION_STATUSES
-from backend.schemas.common import INT32_MAX, BaseSchema, PageArgsSchema, UTCDateTimeArg, page_schema
+from backend.schemas.common import (
+    INT32_MAX,
+    BaseSchema,
+    PageArgsSchema,
+    StrictInteger,
+    UTCDateTimeArg,
+    page_schema,
+)
 
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
@@ -37,14 +44,14 @@ class ConversationUpdateSchema(BaseSchema):
     channel = fields.String(validate=OneOf(CHANNELS))
     status = fields.String(validate=OneOf(CONVERSATION_STATUSES))
     tags = Tags()
-    human_time_saved_minutes = fields.Integer(validate=Range(min=0, max=INT32_MAX))
+    human_time_saved_minutes = StrictInteger(validate=Range(min=0, max=INT32_MAX))
 
 
 class OwnerConversationCreateSchema(ConversationUpdateSchema):
     channel = fields.String(load_default="web", validate=OneOf(CHANNELS))
     status = fields.String(load_default="active", validate=OneOf(CONVERSATION_STATUSES))
     tags = Tags(load_default=list)
-    human_time_saved_minutes = fields.Integer(load_default=0, validate=Range(min=0, max=INT32_MAX))
+    human_time_saved_minutes = StrictInteger(load_default=0, validate=Range(min=0, max=INT32_MAX))
 
 
 class ConversationPublicSchema(Schema):

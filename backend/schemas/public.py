@@ -2,17 +2,11 @@
 
 from marshmallow import ValidationError, fields, validate
 
-from backend.schemas.common import BaseSchema, UTCDateTimeArg
+from backend.schemas.common import BaseSchema, StrictInteger, UTCDateTimeArg
 from backend.schemas.message import MessagePublicSchema
 from backend.schemas.service import ServicePublicSchema
 
 MAX_CONTENT_CHARS = 4000
-
-
-def _no_nul(value: str | None) -> None:
-    # PostgreSQL text cannot hold NUL: without this check the insert fails with a 500.
-    if value is not None and "\x00" in value:
-        raise ValidationError("Must not contain NUL characters.")
 
 
 class VisitorServiceSchema(ServicePublicSchema):
@@ -32,8 +26,8 @@ class PublicWorkspaceSchema(BaseSchema):
 
 
 class ConversationCreateSchema(BaseSchema):
-    workspace_handle = fields.String(required=True, validate=[validate.Length(min=1, max=63), _no_nul])
-    visitor_name = fields.String(allow_none=True, validate=[validate.Length(max=255), _no_nul])
+    workspace_handle = fields.String(required=True, validate=validate.Length(min=1, max=63))
+    visitor_name = fields.String(allow_none=True, validate=validate.Length(max=255))
 
 
 class ConversationCreatedSchema(BaseSchema):
@@ -45,12 +39,11 @@ class ConversationCreatedSchema(BaseSchema):
 def _trimmed_length(value: str) -> None:
     if not 1 <= len(value.strip()) <= MAX_CONTENT_CHARS:
         raise ValidationError(f"Must be 1 to {MAX_CONTENT_CHARS} characters after trimming.")
-    _no_nul(value)
 
 
 class VisitorMessageCreateSchema(BaseSchema):
     content = fields.String(required=True, validate=_trimmed_length)
-    idempotency_key = fields.String(allow_none=True, validate=[validate.Length(min=1, max=255), _no_nul])
+    idempotency_key = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
     role = fields.String(load_default="user", validate=validate.OneOf(["user"]))
 
 
@@ -75,7 +68,7 @@ class MessagePostedSchema(BaseSchema):
 
 class MessagesQueryArgs(BaseSchema):
     since = UTCDateTimeArg(load_default=None)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = StrictInteger(load_default=50, validate=validate.Range(min=1, max=200))
 
 
 class MessagesPageSchema(BaseSchema):

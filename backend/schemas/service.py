@@ -5,7 +5,7 @@ from decimal import Decimal
 from marshmallow import Schema, ValidationError, fields
 from marshmallow.validate import Length, Range
 
-from backend.schemas.common import INT32_MAX, BaseSchema, not_blank, page_schema
+from backend.schemas.common import INT32_MAX, BaseSchema, StrictDecimal, StrictInteger, not_blank, page_schema
 
 # Active ISO 4217 codes, without precious metals, fund and testing codes.
 ISO_4217 = frozenset(
@@ -42,14 +42,15 @@ class ServiceUpdateSchema(BaseSchema):
     name = fields.String(validate=[Length(min=1, max=255), not_blank])
     description = fields.String(allow_none=True)
     format = fields.String(allow_none=True, validate=Length(max=64))
-    duration_minutes = fields.Integer(allow_none=True, validate=Range(min=1, max=INT32_MAX))
+    duration_minutes = StrictInteger(allow_none=True, validate=Range(min=1, max=INT32_MAX))
     # Read exactly (a JSON number via its text, never float math), written as "19.99".
-    starting_price = fields.Decimal(
+    starting_price = StrictDecimal(
         allow_none=True, as_string=True, validate=[Range(min=0, max=MAX_PRICE), validate_cents]
     )
     currency = fields.String(validate=validate_currency)
     is_active = fields.Boolean()
-    sort_order = fields.Integer(validate=Range(min=-INT32_MAX, max=INT32_MAX))
+    sort_order = StrictInteger(validate=Range(min=-INT32_MAX, max=INT32_MAX))
+
 
 
 class ServiceCreateSchema(ServiceUpdateSchema):

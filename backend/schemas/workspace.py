@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields
 from marshmallow.validate import Length, OneOf, Range
 
 from backend.models.workspace import TONES, WORKSPACE_TYPES
-from backend.schemas.common import BaseSchema, not_blank, page_schema
+from backend.schemas.common import BaseSchema, StrictInteger, not_blank, page_schema
 
 HANDLE_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 HANDLE_MIN, HANDLE_MAX = 3, 63
@@ -97,7 +97,8 @@ WorkspacePageSchema = page_schema(WorkspacePublicSchema, "WorkspacePage")
 
 
 class AnalyticsArgsSchema(BaseSchema):
-    days = fields.Integer(load_default=30, validate=Range(min=1, max=365))
+    days = StrictInteger(load_default=30, validate=Range(min=1, max=365))
+
 
 
 class AnalyticsCountsSchema(Schema):

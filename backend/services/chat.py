@@ -119,6 +119,16 @@ def _replay(conversation_id, idempotency_key: str, content: str) -> PostedMessag
     return PostedMessage(message, run, created=False)
 
 
+def replay_visitor_message(conversation_id, content: str, idempotency_key: str | None) -> PostedMessage | None:
+    """The message and run saved earlier under this idempotency key, if any (no lock taken:
+    a post racing this look-up is caught again under the lock by post_visitor_message)."""
+    if not idempotency_key:
+        return None
+    replay = _replay(conversation_id, idempotency_key, content.strip())
+    db.session.commit()
+    return replay
+
+
 def post_visitor_message(conversation_id, content: str, idempotency_key: str | None) -> PostedMessage:
     """Saves a visitor message and its queued run; the same idempotency key replays them."""
     content = content.strip()

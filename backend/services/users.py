@@ -7,7 +7,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from backend.errors import BadRequest, Conflict, Forbidden, not_found
+from backend.errors import BadRequest, Conflict, Forbidden, NotFound
 from backend.extensions import db, redis_client
 from backend.models import User
 from backend.security import (
@@ -29,11 +29,12 @@ def get_user(user_id: uuid.UUID) -> User | None:
     return db.session.get(User, user_id)
 
 
-def get_user_or_404(user_id: uuid.UUID) -> User:
+def get_user_or_404(user_id: uuid.UUID, detail: str = "User not found") -> User:
     user = get_user(user_id)
     if user is None:
-        raise not_found("User")
+        raise NotFound(detail)
     return user
+
 
 
 def get_by_email(email: str) -> User | None:

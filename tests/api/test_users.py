@@ -393,7 +393,8 @@ def test_update_user_as_superuser(client):
     response = client.patch(
         f"/api/v1/users/{uuid.uuid4()}", json={"full_name": "x"}, headers=auth_headers(admin)
     )
-    assert response.status_code == 404 and response.get_json() == {"detail": "User not found"}
+    assert response.status_code == 404
+    assert response.get_json() == {"detail": "The user with this id does not exist in the system"}
 
 
 def test_update_and_delete_user_need_superuser(client):

@@ -7,8 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
+from sqlalchemy import text
 
+from backend.extensions import db
+from backend.metrics import _queue_lengths
 from tests.e2e.harness import base_env, start_web, start_worker
 from tests.fake_groq import FakeGroq
 
@@ -36,6 +40,7 @@ class Stack:
         self.web, self.url = start_web(self.env, LOG_DIR)
         self.workers = [start_worker(self.env, LOG_DIR)]
         self._celery: Celery | None = None
+        self._broker = redis.Redis.from_url(self.env["CELERY_BROKER_URL"])
 
     def api(self, path: str) -> str:
         return f"{self.url}/api/v1{path}"
@@ -85,6 +90,40 @@ class Stack:
                 raise TimeoutError(f"task {task_id} did not finish within {timeout}s")
             time.sleep(0.1)
 
+    def busy(self) -> list[str]:
+        """What is still going on: tasks waiting in the broker or taken by a live worker,
+        runs not finished. Read in the order work moves (broker, worker, database)."""
+        found = []
+        depths = _queue_lengths(self._broker, [self.env.get("AGENT_QUEUE", "agent-runs"), "default"])
+        waiting = {queue: n for queue, n in depths.items() if n and queue != "__unacked__"}
+        if waiting:
+            found.append(f"tasks waiting in the broker: {waiting}")
+        for worker in self.workers:
+            if worker.proc.poll() is None and (tasks := worker.unfinished_tasks()):
+                found.append(f"{worker.log_path.name} is running tasks {sorted(tasks)}")
+        with db.engine.connect() as conn:
+            runs = conn.execute(
+                text("SELECT id, status FROM agent_runs WHERE status IN ('queued', 'running')")
+            ).all()
+        if runs:
+            found.append(f"runs not finished: {[(str(run.id), run.status) for run in runs]}")
+        return found
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        """Waits until no run is queued or running and no worker has a task in hand (seen
+        twice in a row: a task leaves the broker a moment before its worker logs it), so
+        nothing a test started is still writing when the next test begins."""
+        deadline = time.monotonic() + timeout
+        idle_checks = 0
+        while True:
+            found = self.busy()
+            idle_checks = 0 if found else idle_checks + 1
+            if idle_checks == 2:
+                return
+            if found and time.monotonic() > deadline:
+                raise TimeoutError(f"the stack was still busy {timeout}s after the test: {found}")
+            time.sleep(0.05)
+
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
@@ -109,4 +148,13 @@ def stack(app, fake_groq):
 def groq(stack):
     stack.groq.reset()
     yield stack.groq
+    stack.wait_idle()  # the test's runs end with the replies it scripted
     stack.groq.reset()
+
+
+@pytest.fixture(autouse=True)
+def _stack_idle_after_test(request, _app_context):
+    """Before the tables are truncated, whatever the test set going has finished."""
+    yield
+    if "stack" in request.fixturenames:
+        request.getfixturevalue("stack").wait_idle()

@@ -4,6 +4,7 @@ client that parses the event stream the way a browser's EventSource does."""
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -15,14 +16,26 @@ from pathlib import Path
 
 import requests
 
+from backend.config import TestConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+# The processes hash passwords at the tests' cost too (argon2's defaults take ~0.1 s a hash).
+PASSWORD_HASH_ENV = {
+    name: str(getattr(TestConfig, name))
+    for name in ("PASSWORD_HASH_TIME_COST", "PASSWORD_HASH_MEMORY_COST", "PASSWORD_HASH_PARALLELISM")
+}
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Celery logs "Task <name>[<id>] received" when a worker takes a task, then the same
+# prefix with "succeeded", "raised", "failed", "retry"... when it is done with it.
+TASK_LINE = re.compile(r"Task [\w.]+\[([0-9a-f-]{36})\] (\w+)")
 
 
 def procfile_command(name: str) -> str:
@@ -40,6 +53,8 @@ class Process:
         self.name = name
         self.log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self._parsed_upto = 0
+        self._unfinished: set[str] = set()
         self.proc = subprocess.Popen(
             ["bash", "-c", "exec " + (command or procfile_command(name))],
             cwd=ROOT,
@@ -61,6 +76,20 @@ class Process:
                 raise RuntimeError(f"{self.name} exited early:\n{self.output()[-4000:]}")
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} did not print {text!r}:\n{self.output()[-4000:]}")
+
+    def unfinished_tasks(self) -> set[str]:
+        """Ids of the Celery tasks this process logged as received and not yet as done."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._parsed_upto)
+            chunk = log.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+        self._parsed_upto += len(complete)
+        for task_id, word in TASK_LINE.findall(complete.decode(errors="replace")):
+            if word == "received":
+                self._unfinished.add(task_id)
+            else:
+                self._unfinished.discard(task_id)
+        return set(self._unfinished)
 
     def kill(self, sig=signal.SIGKILL) -> None:
         if self.proc.poll() is None:
@@ -100,6 +129,7 @@ def base_env(database_url: str, redis_url: str, groq_base_url: str | None, **ext
         RUN_STALE_SECONDS="5",
         RUN_RECOVERY_INTERVAL_SECONDS="1",
         PYTHONUNBUFFERED="1",
+        **PASSWORD_HASH_ENV,
     )
     if groq_base_url:
         env["GROQ_BASE_URL"] = groq_base_url

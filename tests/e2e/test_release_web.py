@@ -15,6 +15,8 @@ import requests
 from sqlalchemy.engine import make_url
 
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
+from tests.db_cleanup import admin_connection
+from tests.e2e.harness import PASSWORD_HASH_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPERUSER = "first-admin@example.com"
@@ -36,25 +38,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _admin_connection(url: str):
-    parsed = make_url(url)
-    conn = psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname="postgres",
-    )
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture
 def fresh_database():
     """An empty database of its own (dropped and created again for every run)."""
     url = TEST_DATABASE_URL + "_e2e"
     name = make_url(url).database
-    conn = _admin_connection(url)
+    conn = admin_connection(url)
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         cur.execute(f'CREATE DATABASE "{name}"')
@@ -75,6 +64,7 @@ def process_env(database_url: str, port: int) -> dict:
         FIRST_SUPERUSER_PASSWORD=SUPERUSER_PASSWORD,
         WEB_CONCURRENCY="1",
         PYTHONUNBUFFERED="1",
+        **PASSWORD_HASH_ENV,
     )
     for name in ("CELERY_BROKER_URL", "RATELIMIT_STORAGE_URI"):
         env.pop(name, None)
