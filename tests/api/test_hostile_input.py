@@ -106,7 +106,8 @@ def test_decode_json_keeps_ordinary_values():
 
 def test_lone_surrogate_in_a_visitor_name_is_a_422_and_starts_nothing(client):
     workspace = make_workspace()
-    payload = '{"workspace_handle": "%s", "visitor_name": "\\ud800"}' % workspace.handle
+    body = json.dumps({"workspace_handle": workspace.handle, "visitor_name": "X"})
+    payload = body.replace('"X"', '"\\ud800"')
     assert_unstorable(raw_post(client, f"{API}/public/conversations", payload), "visitor_name")
     assert count(Conversation) == 0
 
