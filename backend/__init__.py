@@ -25,8 +25,10 @@ API_MODULES = (
 
 def create_app(config: type[Config] | Config = Config) -> Flask:
     app = Flask(__name__, static_folder=None)
-    app.config.from_object(config)
-    (config() if isinstance(config, type) else config).check()
+    # check() may fill in SECRET_KEY (local/test), so the app reads the checked settings.
+    settings = config() if isinstance(config, type) else config
+    settings.check()
+    app.config.from_object(settings)
     from backend.logs import configure_logging
 
     configure_logging(app)
@@ -49,9 +51,10 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
         CORS(app, origins=app.config["BACKEND_CORS_ORIGINS"], supports_credentials=True)
     smorest_api.init_app(app)
 
-    from backend.auth import register_jwt_callbacks
+    from backend.auth import register_fresh_token_header, register_jwt_callbacks
 
     register_jwt_callbacks(jwt)
+    register_fresh_token_header(app)
     for name in API_MODULES:
         module = importlib.import_module(f"backend.api.{name}")
         smorest_api.register_blueprint(module.blp, url_prefix="/api/v1" + module.URL_PREFIX)

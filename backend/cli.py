@@ -6,6 +6,10 @@ from flask.cli import with_appcontext
 
 
 def _ensure_first_superuser() -> None:
+    """Creates FIRST_SUPERUSER when no account has that address; an existing superuser is
+    kept as it is. An existing account that is not a superuser is never promoted (whoever
+    signed up under that address first would become a superuser): the command fails."""
+    from backend.identity import email_problem, normalize_email
     from backend.services.users import ensure_superuser
 
     email = current_app.config["FIRST_SUPERUSER"]
@@ -14,8 +18,22 @@ def _ensure_first_superuser() -> None:
         raise click.ClickException("Set FIRST_SUPERUSER and FIRST_SUPERUSER_PASSWORD.")
     if not 8 <= len(password) <= 128:
         raise click.ClickException("FIRST_SUPERUSER_PASSWORD must be 8 to 128 characters long.")
+    problem = email_problem(normalize_email(email))
+    if problem:
+        raise click.ClickException(f"FIRST_SUPERUSER: {problem}")
     user, created = ensure_superuser(email, password)
-    click.echo(f"{'Created' if created else 'Kept existing'} superuser {user.email}")
+    if created:
+        click.echo(f"Created superuser {user.email}")
+    elif not user.is_superuser:
+        raise click.ClickException(
+            f"{user.email} belongs to an existing account that is not a superuser; it was left "
+            "as it is. Promote it as a superuser (PATCH /api/v1/users/<id> with is_superuser) "
+            "if it is yours, or set FIRST_SUPERUSER to another address."
+        )
+    elif not user.is_active:
+        click.echo(f"Kept existing superuser {user.email} (inactive: it cannot log in)")
+    else:
+        click.echo(f"Kept existing superuser {user.email}")
 
 
 @click.command("create-superuser")

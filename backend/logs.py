@@ -23,7 +23,7 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).ke
     "asctime",
     "taskName",
 }
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # used with fullmatch
 # URL parts that are personal data or credentials: logged as their rule name.
 _REDACTED_VIEW_ARGS = frozenset({"email", "token"})
 _QUIET_PATHS = frozenset({"/metrics"})
@@ -100,7 +100,7 @@ def configure_logging(app: Flask) -> None:
 
 def _start_request() -> None:
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
     g.request_started = time.perf_counter()
 
 

@@ -1,13 +1,15 @@
-"""Routes outside the JSON API: the visitor demo page and the metrics endpoint."""
+"""Routes outside the JSON API (the visitor demo page, the metrics endpoint), and the
+security headers every response carries."""
 
+import hmac
 from pathlib import Path
 
-from flask import Flask, Response, render_template, send_from_directory
+from flask import Flask, Response, current_app, render_template, request, send_from_directory
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from backend import metrics
-from backend.errors import not_found
+from backend.errors import Unauthorized, not_found
 from backend.services.chat import active_workspace
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -15,8 +17,11 @@ CHAT_ASSETS = {"chat.js", "chat.css"}
 # Only same-origin scripts, styles and connections: the page has no inline code.
 CHAT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' https: data:; base-uri 'none'; form-action 'self'; object-src 'none'"
+    "img-src 'self' https: data:; base-uri 'none'; form-action 'self'; object-src 'none'; "
+    "frame-ancestors 'none'"
 )
+# No page of ours is meant to be framed by another site (clickjacking).
+FRAME_DENIAL = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 def register_web(app: Flask) -> None:
@@ -28,8 +33,18 @@ def register_web(app: Flask) -> None:
         metrics.record_http_request(_method_label(), response.status_code)
         return response
 
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        if response.mimetype == "text/html":  # the chat page, Swagger UI
+            for name, value in FRAME_DENIAL.items():
+                response.headers.setdefault(name, value)
+        return response
+
     @app.get("/metrics")
     def prometheus_metrics():
+        _require_metrics_token()
         return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     @app.get("/chat/<handle>")
@@ -40,6 +55,7 @@ def register_web(app: Flask) -> None:
         )
         response = Response(html, content_type="text/html; charset=utf-8")
         response.headers["Content-Security-Policy"] = CHAT_CSP
+        response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -49,6 +65,16 @@ def register_web(app: Flask) -> None:
         if name not in CHAT_ASSETS:
             raise not_found("File")
         return send_from_directory(STATIC_DIR, name, max_age=300)
+
+
+def _require_metrics_token() -> None:
+    """With METRICS_TOKEN set, a scrape must send it as a bearer token (compared in constant time)."""
+    expected = current_app.config.get("METRICS_TOKEN")
+    if not expected:
+        return
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+        raise Unauthorized("Not authenticated", headers={"WWW-Authenticate": "Bearer"})
 
 
 def _method_label() -> str:

@@ -56,7 +56,7 @@ def read_user_me():
 @blp.response(200, UserPublicSchema)
 def update_user_me(data):
     """Update the current user's email and profile."""
-    return user_service.update_user(me(), data)
+    return user_service.update_user(me(), data, acting_user=me())
 
 
 @blp.route("/me/password", methods=["PATCH"])
@@ -106,7 +106,7 @@ def read_user(user_id: uuid.UUID):
 def update_user(data, user_id: uuid.UUID):
     """Update a user (superuser only)."""
     user = user_service.get_user_or_404(user_id, detail=UNKNOWN_USER_ON_UPDATE)
-    return user_service.update_user(user, data)
+    return user_service.update_user(user, data, acting_user=me())
 
 
 @blp.route("/<uuid:user_id>", methods=["DELETE"])

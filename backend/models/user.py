@@ -1,17 +1,23 @@
 """Users: owners of workspaces and superusers."""
 
-from sqlalchemy import Boolean, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from backend.extensions import db
+from backend.identity import normalize_email
 from backend.models.types import IdMixin, JSONType, TimestampMixin
 
 
 class User(IdMixin, TimestampMixin, db.Model):
     __tablename__ = "user"
 
+    # Always the normalised address (backend/identity.py), whichever path writes it,
+    # so the unique index allows one account per address however it is typed.
     email: Mapped[str] = mapped_column(String(255), unique=True, index=True)
     hashed_password: Mapped[str] = mapped_column(String(255))
+    # Raised by every password change or reset: access and reset tokens carry the
+    # version they were issued under, and an older one is refused.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     full_name: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -22,3 +28,7 @@ class User(IdMixin, TimestampMixin, db.Model):
     website: Mapped[str | None] = mapped_column(String(2048))
     social_links: Mapped[dict] = mapped_column(JSONType, default=dict)
     setup_completed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    @validates("email")
+    def _normalise_email(self, _key: str, value: str) -> str:
+        return normalize_email(value) if value is not None else value

@@ -6,11 +6,12 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import URL, OneOf
 
+from backend.links import link_problem
 from backend.models.workspace import CONNECTOR_TYPES
 from backend.schemas.common import BaseSchema, page_schema
 
 _HTTPS_URL = URL(schemes={"https"}, require_tld=True)
-_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch
 EXAMPLE_LINKS = {
     "calendly": "https://calendly.com/jane-doe/30min",
     "square": "https://book.squareup.com/appointments/abc123",
@@ -32,14 +33,15 @@ def config_problems(connector_type: str, config) -> list[str]:
         return [f"config.link must be an https URL, e.g. {example}"]
     if len(link) > 2048:
         return ["config.link must be at most 2048 characters."]
+    problem = link_problem(link)
+    if problem:
+        return [f"config.link {problem}."]
     parts = urlsplit(link)
-    if parts.username or parts.password:
-        return ["config.link must not contain credentials."]
     if connector_type == "calendly":
         segments = [s for s in parts.path.split("/") if s]
         if (parts.hostname or "").lower() != "calendly.com":
             return [f"config.link of a calendly connector must be on calendly.com, e.g. {example}"]
-        if not 1 <= len(segments) <= 2 or not all(_SLUG.match(s) for s in segments):
+        if not 1 <= len(segments) <= 2 or not all(_SLUG.fullmatch(s) for s in segments):
             return [
                 "config.link must name the Calendly user: "
                 f"https://calendly.com/<username>[/<event>], e.g. {example}"

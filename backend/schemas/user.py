@@ -3,6 +3,8 @@
 from marshmallow import Schema, ValidationError, fields, pre_load, validates
 from marshmallow.validate import Length
 
+from backend.identity import email_problem, normalize_email
+from backend.links import link_problem
 from backend.schemas.common import BaseSchema, page_schema
 
 PASSWORD = Length(min=8, max=128)
@@ -20,8 +22,28 @@ def _text(max_length: int, **kwargs) -> fields.String:
     return fields.String(allow_none=True, validate=[Length(max=max_length), no_nul], **kwargs)
 
 
+class EmailAddress(fields.Email):
+    """An address in its normalised form (backend/identity.py); the checks see that form."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return normalize_email(super()._deserialize(value, attr, data, **kwargs))
+
+
+def one_script(value: str) -> None:
+    problem = email_problem(value)
+    if problem:
+        raise ValidationError(problem)
+
+
+def visitor_link(value: str | None) -> None:
+    """Links visitors see must lead to a public host and read as what they are (backend/links.py)."""
+    problem = value and link_problem(value)
+    if problem:
+        raise ValidationError(f"Link {problem}.")
+
+
 def _email(**kwargs) -> fields.Email:
-    return fields.Email(validate=[Length(max=255), no_nul], **kwargs)
+    return EmailAddress(validate=[Length(max=255), no_nul, one_script], **kwargs)
 
 
 def _password(**kwargs) -> fields.String:
@@ -36,10 +58,12 @@ class ProfileFieldsSchema(BaseSchema):
     tagline = _text(255)
     bio = _text(10_000)
     phone = _text(64)
-    website = fields.Url(allow_none=True, schemes=HTTP_SCHEMES, validate=[Length(max=2048), no_nul])
+    website = fields.Url(
+        allow_none=True, schemes=HTTP_SCHEMES, validate=[Length(max=2048), no_nul, visitor_link]
+    )
     social_links = fields.Dict(
         keys=fields.String(validate=[Length(min=1, max=50), no_nul]),
-        values=fields.Url(schemes=HTTP_SCHEMES, validate=[Length(max=2048), no_nul]),
+        values=fields.Url(schemes=HTTP_SCHEMES, validate=[Length(max=2048), no_nul, visitor_link]),
         allow_none=True,
     )
     setup_completed = fields.Boolean()

@@ -9,8 +9,10 @@ from marshmallow.validate import Length, OneOf, Range
 
 from backend.models.workspace import TONES, WORKSPACE_TYPES
 from backend.schemas.common import BaseSchema, StrictInteger, not_blank, page_schema
+from backend.schemas.user import visitor_link
 
-HANDLE_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Used with fullmatch: `$` would also match before a trailing newline ("demo\n").
+HANDLE_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 HANDLE_MIN, HANDLE_MAX = 3, 63
 # Handles become public URLs (/<handle>), so names of our own paths are kept back.
 RESERVED_HANDLES = frozenset(
@@ -29,7 +31,7 @@ def handle_problem(value: str) -> str | None:
     """Why `value` cannot be a handle, or None when it can."""
     if not HANDLE_MIN <= len(value) <= HANDLE_MAX:
         return f"Handle must be {HANDLE_MIN} to {HANDLE_MAX} characters long."
-    if not HANDLE_RE.match(value):
+    if not HANDLE_RE.fullmatch(value):
         return "Handle may contain lowercase letters, digits and single hyphens between them."
     if value in RESERVED_HANDLES:
         return f"Handle '{value}' is reserved."
@@ -53,7 +55,8 @@ def validate_timezone(value: str) -> None:
 
 
 def _url(**kwargs) -> fields.Url:
-    return fields.Url(schemes={"http", "https"}, validate=Length(max=2048), **kwargs)
+    # Shown to visitors (the public profile): the same rules as every visitor-facing link.
+    return fields.Url(schemes={"http", "https"}, validate=[Length(max=2048), visitor_link], **kwargs)
 
 
 class WorkspaceUpdateSchema(BaseSchema):
@@ -98,7 +101,6 @@ WorkspacePageSchema = page_schema(WorkspacePublicSchema, "WorkspacePage")
 
 class AnalyticsArgsSchema(BaseSchema):
     days = StrictInteger(load_default=30, validate=Range(min=1, max=365))
-
 
 
 class AnalyticsCountsSchema(Schema):

@@ -1,26 +1,39 @@
-"""User accounts: sign-up, authentication, profile and password changes, recovery."""
+"""User accounts: sign-up, authentication, profile and password changes, recovery.
 
-import hashlib
+- An address is looked up and stored normalised (backend/identity.py): one account per
+  address however it is typed.
+- Every password change (own, by a superuser, by reset link) raises the account's
+  token_version, which ends its earlier access tokens and reset links (backend/auth.py).
+- A superuser cannot demote, deactivate or delete its own account, and no change leaves
+  the system without an active superuser: such changes lock the active superusers' rows
+  first, so two superusers demoting each other at once cannot both succeed.
+"""
+
 import uuid
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from backend.auth import tokens_revoked
 from backend.errors import BadRequest, Conflict, Forbidden, NotFound
-from backend.extensions import db, redis_client
+from backend.extensions import db
+from backend.identity import normalize_email
 from backend.models import User
 from backend.security import (
     create_password_reset_token,
     hash_password,
+    read_password_reset_token,
+    reset_token_fits,
     verify_password,
-    verify_password_reset_token,
 )
 from backend.services import email as email_service
 from backend.services.pagination import page
 
 DUPLICATE_SIGNUP = "The user with this email already exists in the system"
 EMAIL_TAKEN = "User with this email already exists"
+SELF_DEMOTION = "Super users are not allowed to demote or deactivate themselves"
+SELF_DELETION = "Super users are not allowed to delete themselves"
+LAST_SUPERUSER = "The last active superuser cannot be demoted, deactivated or deleted"
 
 _dummy_hash: str | None = None
 
@@ -36,11 +49,10 @@ def get_user_or_404(user_id: uuid.UUID, detail: str = "User not found") -> User:
     return user
 
 
-
 def get_by_email(email: str) -> User | None:
     if not email or "\x00" in email:
         return None
-    return db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    return db.session.execute(select(User).where(User.email == normalize_email(email))).scalar_one_or_none()
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -73,18 +85,22 @@ def create_user(data: dict) -> User:
     return user
 
 
-def update_user(user: User, data: dict) -> User:
-    """Applies validated fields; another account's email is a 409."""
+def update_user(user: User, data: dict, acting_user: User) -> User:
+    """Applies validated fields as `acting_user`; another account's email is a 409."""
     data = dict(data)
+    if data.get("is_superuser") is False or data.get("is_active") is False:
+        if user.id == acting_user.id and user.is_superuser:
+            raise Forbidden(SELF_DEMOTION)
+        _keep_an_active_superuser(user)
     new_email = data.get("email")
-    if new_email is not None and new_email != user.email:
+    if new_email is not None and normalize_email(new_email) != user.email:
         existing = get_by_email(new_email)
         if existing is not None and existing.id != user.id:
             raise Conflict(EMAIL_TAKEN)
     if "password" in data:
         password = data.pop("password")
         if password is not None:
-            user.hashed_password = hash_password(password)
+            _set_password(user, password)
     _apply(user, data)
     _commit(Conflict(EMAIL_TAKEN))
     return user
@@ -95,14 +111,39 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
         raise BadRequest("Incorrect password")
     if current_password == new_password:
         raise BadRequest("New password cannot be the same as the current one")
-    user.hashed_password = hash_password(new_password)
+    _set_password(user, new_password)
     db.session.commit()
+
+
+def _set_password(user: User, password: str) -> None:
+    """Sets the password and ends every access token and reset link issued before."""
+    user.hashed_password = hash_password(password)
+    user.token_version = (user.token_version or 0) + 1
+    tokens_revoked(user)
+
+
+def _keep_an_active_superuser(user: User) -> None:
+    """Refuses (409) when `user` is the last active superuser; otherwise holds the active
+    superusers' rows locked until commit, so concurrent changes are checked one by one."""
+    if not (user.is_superuser and user.is_active):
+        return
+    active = db.session.execute(
+        select(User.id)
+        .where(User.is_superuser.is_(True), User.is_active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
+    ).scalars()
+    active = list(active)
+    if user.id in active and len(active) == 1:
+        db.session.rollback()
+        raise Conflict(LAST_SUPERUSER)
 
 
 def delete_user(user: User, acting_user: User) -> None:
     """Deletes the account; the database cascades to its workspace and everything in it."""
     if user.id == acting_user.id and user.is_superuser:
-        raise Forbidden("Super users are not allowed to delete themselves")
+        raise Forbidden(SELF_DELETION)
+    _keep_an_active_superuser(user)
     db.session.delete(user)
     db.session.commit()
     # Rows removed by ON DELETE CASCADE may still sit in the identity map.
@@ -114,35 +155,38 @@ def request_password_recovery(email: str) -> None:
     user = get_by_email(email)
     if user is None:
         return
-    token = create_password_reset_token(user.email)
+    token = create_password_reset_token(user)
     email_service.send_in_background(
         email_service.send_reset_password_email, user.email, token, user.full_name
     )
 
 
 def reset_password(token: str, new_password: str) -> None:
-    email = verify_password_reset_token(token)
-    user = get_by_email(email) if email else None
-    if user is None:
-        # The same answer for a bad token and a vanished account.
+    """Sets the password named by a reset link; the link (and every other one) then stops working."""
+    claims = read_password_reset_token(token)
+    if claims is None:
+        raise BadRequest("Invalid token")
+    # Locked and read afresh: of two requests with one link, the second sees the first's change.
+    user = db.session.execute(
+        select(User)
+        .where(User.id == claims["sub"])
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if user is None or not reset_token_fits(claims, user):
+        # The same answer for a bad, used or superseded link and a vanished account.
+        db.session.rollback()
         raise BadRequest("Invalid token")
     if not user.is_active:
+        db.session.rollback()
         raise BadRequest("Inactive user")
-    _use_reset_token_once(token)
-    user.hashed_password = hash_password(new_password)
+    _set_password(user, new_password)
     db.session.commit()
 
 
-def _use_reset_token_once(token: str) -> None:
-    """A reset link works once: a copy found later in a mailbox cannot reset again."""
-    key = "password-reset-used:" + hashlib.sha256(token.encode()).hexdigest()
-    ttl = int(current_app.config["EMAIL_RESET_TOKEN_EXPIRE"].total_seconds())
-    if not redis_client().set(key, "1", nx=True, ex=max(ttl, 1)):
-        raise BadRequest("Invalid token")
-
-
 def ensure_superuser(email: str, password: str) -> tuple[User, bool]:
-    """The superuser with this email, created when missing; returns (user, created)."""
+    """The account with this email, created as a superuser when missing; returns (user,
+    created). An existing account is returned as it is: the caller says what it is."""
     user = get_by_email(email)
     if user is not None:
         return user, False
