@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+from flask_migrate import upgrade
 from sqlalchemy import func, select
 
 from backend.api.parsing import MAX_JSON_DEPTH, decode_json
@@ -21,7 +22,7 @@ from backend.models import (
 )
 from backend.rules import UNSTORABLE_TEXT_MESSAGE, holds_unstorable_text, is_storable_text
 from tests.factories import auth_headers, make_conversation, make_user, make_workspace
-from tests.test_errors import assert_error
+from tests.test_errors import assert_error, build_app
 
 API = "/api/v1"
 LONE_SURROGATE = "\ud800"
@@ -149,14 +150,26 @@ def test_nul_in_a_login_form_is_a_422(client):
 # --- owner routes --------------------------------------------------------------------
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def api(request, app, client, tmp_path):
+    """A client of the app on each database: both must refuse the same input."""
+    if request.param == "postgresql":
+        yield client
+        return
+    with build_app(app, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'hostile.db'}") as other:
+        with other.app_context():
+            upgrade()
+            yield other.test_client()
+
+
 @pytest.fixture
-def owner():
+def owner(api):
     user = make_user()
     return user, make_workspace(owner=user), auth_headers(user)
 
 
 @pytest.mark.parametrize("bad", ["\\ud800", "\\u0000"])
-def test_unstorable_text_in_owner_writes_is_a_422_and_writes_nothing(client, owner, bad):
+def test_unstorable_text_in_owner_writes_is_a_422_and_writes_nothing(api, owner, bad):
     _user, workspace, headers = owner
     conversation = make_conversation(workspace)
     cases = [
@@ -187,7 +200,7 @@ def test_unstorable_text_in_owner_writes_is_a_422_and_writes_nothing(client, own
     ]
     for method, path, template, field, model in cases:
         before = count(model)
-        response = raw_post(client, API + path, template % bad, headers=headers, method=method)
+        response = raw_post(api, API + path, template % bad, headers=headers, method=method)
         assert_unstorable(response, field)
         assert count(model) == before
     db.session.refresh(workspace)
@@ -197,15 +210,15 @@ def test_unstorable_text_in_owner_writes_is_a_422_and_writes_nothing(client, own
 
 
 @pytest.mark.parametrize("param", ["q", "tag", "status"])
-def test_nul_in_a_query_filter_is_a_422(client, owner, param):
+def test_nul_in_a_query_filter_is_a_422(api, owner, param):
     _user, workspace, headers = owner
-    response = client.get(f"{API}/conversations/workspaces/{workspace.id}?{param}=a%00b", headers=headers)
+    response = api.get(f"{API}/conversations/workspaces/{workspace.id}?{param}=a%00b", headers=headers)
     assert_unstorable(response, param)
 
 
-def test_a_json_key_that_is_not_storable_is_named_as_the_body(client, owner):
+def test_a_json_key_that_is_not_storable_is_named_as_the_body(api, owner):
     _user, workspace, headers = owner
-    response = raw_post(client, f"{API}/workspaces/{workspace.id}", '{"\\ud800": 1}', headers, "PATCH")
+    response = raw_post(api, f"{API}/workspaces/{workspace.id}", '{"\\ud800": 1}', headers, "PATCH")
     assert_unstorable(response, "_body")
 
 
@@ -221,18 +234,18 @@ def test_a_json_key_that_is_not_storable_is_named_as_the_body(client, owner):
         '{"workspace_handle": ',
     ],
 )
-def test_malformed_json_is_a_400_on_anonymous_and_owner_routes(client, owner, payload):
+def test_malformed_json_is_a_400_on_anonymous_and_owner_routes(api, owner, payload):
     _user, workspace, headers = owner
-    assert_error(raw_post(client, f"{API}/public/conversations", payload), 400, "Malformed JSON body")
-    response = raw_post(client, f"{API}/workspaces/{workspace.id}", payload, headers, "PATCH")
+    assert_error(raw_post(api, f"{API}/public/conversations", payload), 400, "Malformed JSON body")
+    response = raw_post(api, f"{API}/workspaces/{workspace.id}", payload, headers, "PATCH")
     assert_error(response, 400, "Malformed JSON body")
     assert count(Conversation) == 0
 
 
 @pytest.mark.parametrize("value", [1.5, 60.0, True, "١٢", "1_000", " 7", "7 "])
-def test_integer_fields_refuse_floats_booleans_and_other_digits(client, owner, value):
+def test_integer_fields_refuse_floats_booleans_and_other_digits(api, owner, value):
     _user, workspace, headers = owner
-    response = client.post(
+    response = api.post(
         f"{API}/workspace-services/workspaces/{workspace.id}",
         json={"name": "Massage", "duration_minutes": value},
         headers=headers,
@@ -242,9 +255,9 @@ def test_integer_fields_refuse_floats_booleans_and_other_digits(client, owner, v
     assert count(WorkspaceService) == 0
 
 
-def test_integer_fields_take_json_integers(client, owner):
+def test_integer_fields_take_json_integers(api, owner):
     _user, workspace, headers = owner
-    response = client.post(
+    response = api.post(
         f"{API}/workspace-services/workspaces/{workspace.id}",
         json={"name": "Massage", "duration_minutes": 60, "sort_order": -3},
         headers=headers,
@@ -254,18 +267,18 @@ def test_integer_fields_take_json_integers(client, owner):
 
 
 @pytest.mark.parametrize("limit", ["%D9%A1%D9%A2", "1.5", "12abc", "%EF%BC%91"])  # ١٢, 1.5, fullwidth １
-def test_query_integers_must_be_ascii_digits(client, owner, limit):
+def test_query_integers_must_be_ascii_digits(api, owner, limit):
     _user, workspace, headers = owner
-    response = client.get(f"{API}/conversations/workspaces/{workspace.id}?limit={limit}", headers=headers)
+    response = api.get(f"{API}/conversations/workspaces/{workspace.id}?limit={limit}", headers=headers)
     assert list(assert_error(response, 422)["errors"]) == ["limit"]
-    response = client.get(f"{API}/conversations/workspaces/{workspace.id}?limit=12", headers=headers)
+    response = api.get(f"{API}/conversations/workspaces/{workspace.id}?limit=12", headers=headers)
     assert response.status_code == 200
 
 
 @pytest.mark.parametrize("price", ["١٢.٥٠", "12,50", "1e3", " 12"])
-def test_prices_must_be_plain_ascii_decimals(client, owner, price):
+def test_prices_must_be_plain_ascii_decimals(api, owner, price):
     _user, workspace, headers = owner
-    response = client.post(
+    response = api.post(
         f"{API}/workspace-services/workspaces/{workspace.id}",
         json={"name": "Massage", "starting_price": price},
         headers=headers,
@@ -284,11 +297,11 @@ def test_prices_must_be_plain_ascii_decimals(client, owner, price):
         ("multipart/form-data; boundary=x", "--x--"),
     ],
 )
-def test_a_body_that_is_not_json_on_a_json_route_is_a_415(client, owner, content_type, data):
+def test_a_body_that_is_not_json_on_a_json_route_is_a_415(api, owner, content_type, data):
     _user, workspace, headers = owner
-    response = client.post(f"{API}/public/conversations", data=data, content_type=content_type)
+    response = api.post(f"{API}/public/conversations", data=data, content_type=content_type)
     assert_error(response, 415)
-    response = client.patch(
+    response = api.patch(
         f"{API}/workspaces/{workspace.id}", data=data, content_type=content_type, headers=headers
     )
     assert_error(response, 415)
