@@ -58,6 +58,9 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
     for name in API_MODULES:
         module = importlib.import_module(f"backend.api.{name}")
         smorest_api.register_blueprint(module.blp, url_prefix="/api/v1" + module.URL_PREFIX)
+    from backend.api.parsing import register_body_limits
+
+    register_body_limits(app)
     from backend.web import register_web
 
     register_web(app)

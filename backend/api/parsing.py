@@ -6,7 +6,8 @@ The parser adds to webargs' Flask parser, for every body and query string:
   (Python's own limits would raise RecursionError or ValueError deep inside: a 500);
 - a body in another format on a JSON route -> 415;
 - every string (JSON keys and values, query and form values) checked against the
-  storable-text rule (backend/rules.py) -> 422 naming the field.
+  storable-text rule (backend/rules.py) -> 422 naming the field;
+- and, for every request, a chunked body that reaches MAX_CONTENT_LENGTH -> 413.
 Not a Blueprint module (no `blp`).
 """
 
@@ -14,10 +15,11 @@ import json
 import math
 
 import flask_smorest
+from flask import Flask, request
 from marshmallow import ValidationError
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from backend.errors import BadRequest
 from backend.rules import UNSTORABLE_TEXT_MESSAGE, holds_unstorable_text, is_storable_text
@@ -85,6 +87,24 @@ def unstorable_fields(location_data, request, location: str) -> dict[str, list[s
         if not is_storable_text(key) or holds_unstorable_text(value):
             errors[key if is_storable_text(key) else "_body"] = [UNSTORABLE_TEXT_MESSAGE]
     return errors
+
+
+def refuse_oversized_chunked_bodies() -> None:
+    """413 for a body sent without Content-Length (chunked) that reaches the size limit.
+
+    Werkzeug stops reading such a body at MAX_CONTENT_LENGTH without an error, so the
+    request would go on with a truncated body; reading it here ends that request."""
+    limit = request.max_content_length
+    if request.content_length is not None or limit is None:
+        return
+    if not request.environ.get("wsgi.input_terminated"):
+        return  # the server does not pass such bodies on: Werkzeug reads none of it
+    if len(request.get_data(cache=True)) >= limit:
+        raise RequestEntityTooLarge()
+
+
+def register_body_limits(app: Flask) -> None:
+    app.before_request(refuse_oversized_chunked_bodies)
 
 
 class RequestParser(FlaskParser):
