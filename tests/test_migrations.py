@@ -1,11 +1,18 @@
-"""The migrations build exactly the schema the models describe, and run both ways."""
+"""The migrations build exactly the schema the models describe, and run both ways; 0002
+normalises stored email addresses and stops, naming them, when two would collide."""
 
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect
 
 from backend.extensions import db
+from backend.models.types import UTCDateTime
 from tests.conftest import TEST_DATABASE_URL, ensure_database
 from tests.test_errors import build_app
 
@@ -62,3 +69,109 @@ def test_upgrade_downgrade_upgrade_on_postgres(app):
         downgrade(revision="base")  # a previous run may have left it migrated
         _round_trip(url)
         downgrade(revision="base")
+
+
+USERS = sa.table(
+    "user",
+    sa.column("id", sa.Uuid()),
+    sa.column("email", sa.String()),
+    sa.column("hashed_password", sa.String()),
+    sa.column("is_active", sa.Boolean()),
+    sa.column("is_superuser", sa.Boolean()),
+    sa.column("social_links", sa.JSON()),
+    sa.column("setup_completed", sa.Boolean()),
+    sa.column("created_at", UTCDateTime()),
+    sa.column("updated_at", UTCDateTime()),
+)
+
+
+def _insert_users(*emails: str) -> dict[str, uuid.UUID]:
+    now = datetime.now(UTC)
+    ids = {email: uuid.uuid4() for email in emails}
+    with db.engine.begin() as connection:
+        connection.execute(
+            USERS.insert(),
+            [
+                {
+                    "id": user_id,
+                    "email": email,
+                    "hashed_password": "x",
+                    "is_active": True,
+                    "is_superuser": False,
+                    "social_links": {},
+                    "setup_completed": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for email, user_id in ids.items()
+            ],
+        )
+    return ids
+
+
+def _stored() -> tuple[str, set[str], set[str]]:
+    """(revision, stored emails, columns of "user") as the database has them now."""
+    db.engine.dispose()
+    with db.engine.connect() as connection:
+        revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+        emails = set(connection.execute(sa.select(USERS.c.email)).scalars())
+    return revision, emails, {c["name"] for c in inspect(db.engine).get_columns("user")}
+
+
+def _check_0002_on(url: str, caplog) -> None:
+    upgrade(revision="0001")
+    ids = _insert_users(
+        "Admin@Example.com",
+        "admin@example.com",
+        "\uff21DMIN@example.com",
+        "Jane@Example.COM",
+        "solo@example.com",
+    )
+    with pytest.raises(SystemExit):
+        upgrade()  # flask db upgrade: exits non-zero with the message
+    message = caplog.text
+    assert "Admin@Example.com, admin@example.com, \uff21DMIN@example.com -> admin@example.com" in message
+    assert "jane" not in message.lower() and "solo" not in message
+    # Stopped before changing anything.
+    revision, emails, columns = _stored()
+    assert revision == "0001" and "token_version" not in columns
+    assert "Jane@Example.COM" in emails and len(emails) == 5
+
+    with db.engine.begin() as connection:
+        connection.execute(
+            USERS.delete().where(USERS.c.id.in_([ids["admin@example.com"], ids["\uff21DMIN@example.com"]]))
+        )
+    upgrade()
+    revision, emails, columns = _stored()
+    assert revision == "0002" and "token_version" in columns
+    assert emails == {"admin@example.com", "jane@example.com", "solo@example.com"}
+    with db.engine.connect() as connection:
+        assert set(connection.execute(sa.text('SELECT token_version FROM "user"')).scalars()) == {0}
+        assert (
+            connection.execute(sa.select(USERS.c.id).where(USERS.c.email == "admin@example.com")).scalar_one()
+            == ids["Admin@Example.com"]
+        )
+        assert _schema_diff(connection) == [], url
+
+    downgrade(revision="0001")
+    revision, emails, columns = _stored()
+    assert revision == "0001" and "token_version" not in columns
+    assert emails == {"admin@example.com", "jane@example.com", "solo@example.com"}  # kept normalised
+
+
+def test_0002_normalises_addresses_and_stops_on_collisions_on_sqlite(app, tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'collisions.db'}"
+    with build_app(app, SQLALCHEMY_DATABASE_URI=url) as other, other.app_context():
+        _check_0002_on(url, caplog)
+
+
+def test_0002_normalises_addresses_and_stops_on_collisions_on_postgres(app, caplog):
+    url = TEST_DATABASE_URL + "_migrations"
+    ensure_database(url)
+    pg_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    with build_app(app, SQLALCHEMY_DATABASE_URI=pg_url) as other, other.app_context():
+        downgrade(revision="base")
+        try:
+            _check_0002_on(url, caplog)
+        finally:
+            downgrade(revision="base")

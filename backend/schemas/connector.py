@@ -27,15 +27,15 @@ def config_problems(connector_type: str, config) -> list[str]:
     link = config.get("link")
     if not isinstance(link, str) or not link.strip():
         return [f"config.link is required: the booking URL, e.g. {example}"]
+    problem = link_problem(link)
+    if problem:
+        return [f"config.link {problem}."]
     try:
         _HTTPS_URL(link)
     except ValidationError:
         return [f"config.link must be an https URL, e.g. {example}"]
     if len(link) > 2048:
         return ["config.link must be at most 2048 characters."]
-    problem = link_problem(link)
-    if problem:
-        return [f"config.link {problem}."]
     parts = urlsplit(link)
     if connector_type == "calendly":
         segments = [s for s in parts.path.split("/") if s]
