@@ -1,6 +1,9 @@
 """Configuration classes, read from the environment (names are in API.md)."""
 
+import logging
 import os
+import secrets
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -8,6 +11,23 @@ from argon2.profiles import RFC_9106_LOW_MEMORY
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 DEFAULT_SECRET_KEY = "changethis"
+DEFAULT_SUPERUSER_PASSWORD = "changethis"
+# Environments a developer chooses explicitly; anything else (unset included) is a deployment.
+DEVELOPMENT_ENVIRONMENTS = ("local", "test")
+MIN_SECRET_KEY_BYTES = 32
+GENERATE_KEY_COMMAND = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+# Values from templates, tutorials and docs: a key anyone can guess signs tokens anyone can forge.
+KNOWN_SECRETS = frozenset(
+    {
+        "changethis", "changeme", "change-me", "change_me", "change-this", "secret", "secrets",
+        "secretkey", "secret-key", "secret_key", "mysecret", "my-secret", "my-secret-key",
+        "mysecretkey", "supersecret", "super-secret", "super-secret-key", "supersecretkey",
+        "your-secret-key", "your_secret_key", "yoursecretkey", "your-secret-key-here",
+        "jwt-secret", "jwt_secret", "jwtsecret", "password", "passw0rd", "default", "dev",
+        "development", "test", "testing", "key", "insecure", "notsecret", "not-a-secret",
+        "s3cr3t", "admin", "123456", "12345678", "please-change-me",
+    }
+)  # fmt: skip
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/app_test"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/1"
 
@@ -39,9 +59,59 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def well_known(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in KNOWN_SECRETS
+
+
+def secret_key_problem(key: str | None) -> str | None:
+    """Why `key` cannot sign tokens of a deployment, or None when it can."""
+    if not key:
+        return "is not set"
+    if well_known(key):
+        return f'is "{key}", a well-known value'
+    if len(key.encode()) < MIN_SECRET_KEY_BYTES:
+        return f"is shorter than {MIN_SECRET_KEY_BYTES} bytes"
+    return None
+
+
+def local_secret_key(path: Path) -> str:
+    """The key kept in `path` (mode 0600), generated on first use.
+
+    Processes starting together (web, worker, flower) agree on one key: the file
+    appears whole through a hard link, and a process that loses the race reads it."""
+    for _ in range(2):
+        try:
+            key = path.read_text().strip()
+        except FileNotFoundError:
+            key = None
+        if key is not None:
+            if len(key.encode()) < MIN_SECRET_KEY_BYTES:
+                raise RuntimeError(f"{path} holds no usable key: delete it and start again.")
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+            return key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key-")  # 0600
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process was first: read its key
+        finally:
+            os.unlink(temporary)
+    raise RuntimeError(f"Could not create {path}.")
+
+
 class Config:
-    ENVIRONMENT = _env("ENVIRONMENT", "local")
-    SECRET_KEY = _env("SECRET_KEY", DEFAULT_SECRET_KEY)
+    # Unset means a deployment: only an explicit "local" or "test" relaxes the checks below.
+    ENVIRONMENT = _env("ENVIRONMENT", "production")
+    # Checked (and, in local/test, filled in) by check() before the app uses it.
+    SECRET_KEY = _env("SECRET_KEY")
+    SECRET_KEY_FILE = INSTANCE_DIR / "secret_key"
     PROJECT_NAME = _env("PROJECT_NAME", "Scheduling Assistant")
 
     SQLALCHEMY_DATABASE_URI = _database_url()
@@ -60,7 +130,7 @@ class Config:
     JWT_ACCESS_TOKEN_EXPIRES = ACCESS_TOKEN_EXPIRE
     EMAIL_RESET_TOKEN_EXPIRE = timedelta(hours=_int("EMAIL_RESET_TOKEN_EXPIRE_HOURS", 48))
     FIRST_SUPERUSER = _env("FIRST_SUPERUSER", "admin@example.com")
-    FIRST_SUPERUSER_PASSWORD = _env("FIRST_SUPERUSER_PASSWORD", "changethis")
+    FIRST_SUPERUSER_PASSWORD = _env("FIRST_SUPERUSER_PASSWORD", DEFAULT_SUPERUSER_PASSWORD)
     # argon2id cost of password hashes (time passes, memory in KiB, lanes): argon2-cffi's
     # defaults (RFC 9106's low-memory profile), ~0.1 s per hash. Only tests lower them.
     PASSWORD_HASH_TIME_COST = _int("PASSWORD_HASH_TIME_COST", RFC_9106_LOW_MEMORY.time_cost)
@@ -117,6 +187,8 @@ class Config:
     # Behind N reverse proxies / load balancers, the client IP (rate limits, logs) is
     # taken from the N-th X-Forwarded-For hop. 0 trusts no header.
     TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0)
+    # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
+    METRICS_TOKEN = _env("METRICS_TOKEN")
 
     # Email
     SMTP_HOST = _env("SMTP_HOST")
@@ -138,18 +210,52 @@ class Config:
     # No validator badge: it would fetch from the internet; keep the token across reloads.
     OPENAPI_SWAGGER_UI_CONFIG = {"validatorUrl": None, "persistAuthorization": True}
     API_SPEC_OPTIONS = {
+        "info": {
+            "description": (
+                "Every error body is `{\"detail\": str, \"errors\"?: {field: [messages]}}` "
+                "(schema `Error`); each operation lists every status it answers with."
+            )
+        },
         "components": {
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
-        }
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                # A public conversation's visitor token, as a header or (for EventSource) a query.
+                "visitorToken": {"type": "apiKey", "in": "header", "name": "X-Visitor-Token"},
+                "visitorTokenQuery": {"type": "apiKey", "in": "query", "name": "visitor_token"},
+            }
+        },
     }
 
     def check(self) -> None:
-        """Refuse to start with a default secret outside local development and tests."""
-        if self.ENVIRONMENT not in ("local", "test") and self.SECRET_KEY == DEFAULT_SECRET_KEY:
+        """Refuses to start a deployment with a guessable secret; in local/test, an unset
+        or well-known SECRET_KEY is replaced by one nobody can guess."""
+        if self.ENVIRONMENT in DEVELOPMENT_ENVIRONMENTS:
+            if not self.SECRET_KEY or well_known(self.SECRET_KEY):
+                if self.SECRET_KEY:
+                    logging.getLogger(__name__).warning("SECRET_KEY is well known: using a generated key")
+                # Locally the key is kept, so tokens survive a restart; tests need no file.
+                self.SECRET_KEY = (
+                    local_secret_key(Path(self.SECRET_KEY_FILE))
+                    if self.ENVIRONMENT == "local"
+                    else secrets.token_urlsafe(48)
+                )
+            return
+        problems = []
+        problem = secret_key_problem(self.SECRET_KEY)
+        if problem is not None:
+            problems.append(
+                f"SECRET_KEY {problem}: set it to a long random value, e.g. the output of "
+                f"{GENERATE_KEY_COMMAND}"
+            )
+        if well_known(self.FIRST_SUPERUSER_PASSWORD):
+            problems.append(
+                "FIRST_SUPERUSER_PASSWORD is a well-known value (like the default "
+                f'"{DEFAULT_SUPERUSER_PASSWORD}"): set a strong password'
+            )
+        if problems:
             raise RuntimeError(
-                f'SECRET_KEY is "{DEFAULT_SECRET_KEY}" while ENVIRONMENT={self.ENVIRONMENT}: '
-                "set SECRET_KEY to a long random value (python -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))') before starting."
+                f"Refusing to start with ENVIRONMENT={self.ENVIRONMENT} (set ENVIRONMENT=local on a "
+                "development machine):\n- " + "\n- ".join(problems)
             )
 
 

@@ -1,5 +1,8 @@
-"""Password hashing (argon2) and signed, expiring tokens for password resets."""
+"""Password hashing (argon2) and signed, expiring, single-use tokens for password resets."""
 
+import hashlib
+import hmac
+import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -39,19 +42,49 @@ def verify_password(password: str, hashed: str) -> bool:
         return False
 
 
-def create_password_reset_token(email: str) -> str:
+RESET_TOKEN_TYPE = "password-reset"
+
+
+def _account_state(user) -> str:
+    """A digest of what a reset link must not outlive: the account's password, address and
+    token version (raised by every password change and reset, the link's own use included)."""
+    material = f"{user.id}\0{user.email}\0{user.hashed_password}\0{user.token_version}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def create_password_reset_token(user) -> str:
     now = datetime.now(UTC)
     expires = now + current_app.config["EMAIL_RESET_TOKEN_EXPIRE"]
-    payload = {"sub": email, "nbf": now, "exp": expires, "purpose": "password-reset"}
+    payload = {
+        "type": RESET_TOKEN_TYPE,
+        "sub": str(user.id),
+        "state": _account_state(user),
+        "iat": now,
+        "nbf": now,
+        "exp": expires,
+    }
     return pyjwt.encode(payload, current_app.config["SECRET_KEY"], algorithm="HS256")
 
 
-def verify_password_reset_token(token: str) -> str | None:
-    """The email the token was issued for, or None when it is invalid or expired."""
+def read_password_reset_token(token: str) -> dict | None:
+    """The claims of a genuine, unexpired reset token (never an access token), or None.
+    Whether it still fits the account is `reset_token_fits`."""
     try:
-        payload = pyjwt.decode(token, current_app.config["SECRET_KEY"], algorithms=["HS256"])
-    except pyjwt.PyJWTError:
+        claims = pyjwt.decode(
+            token,
+            current_app.config["SECRET_KEY"],
+            algorithms=["HS256"],
+            options={"require": ["exp", "sub", "type", "state"]},
+        )
+        claims["sub"] = uuid.UUID(claims["sub"])
+    except (pyjwt.PyJWTError, ValueError, TypeError, AttributeError):
         return None
-    if payload.get("purpose") != "password-reset":
+    if claims["type"] != RESET_TOKEN_TYPE or not isinstance(claims["state"], str):
         return None
-    return payload.get("sub")
+    return claims
+
+
+def reset_token_fits(claims: dict, user) -> bool:
+    """Whether the account is still as it was when the token was issued: a link stops
+    working once it (or any other link, or a password change) has set a password."""
+    return hmac.compare_digest(claims["state"], _account_state(user))
