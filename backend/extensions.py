@@ -1,6 +1,7 @@
 """Unbound Flask extensions, bound to an app by create_app()."""
 
 import redis
+from apispec.ext.marshmallow import MarshmallowPlugin
 from celery import Celery, Task
 from flask import Flask
 from flask_jwt_extended import JWTManager
@@ -10,6 +11,8 @@ from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
+
+from backend.api.openapi import DocumentedResponses, ErrorSchema, decimal_string_properties
 
 
 class Base(DeclarativeBase):
@@ -23,7 +26,20 @@ limiter = Limiter(key_func=get_remote_address)
 
 
 class ApiWithJsonErrors(Api):
-    """flask-smorest's Api, with every HTTP error rendered by errors.py."""
+    """flask-smorest's Api, with every HTTP error rendered by errors.py and an OpenAPI
+    document that says so (backend/api/openapi.py completes each operation)."""
+
+    # No catch-all `default` response: each operation lists the statuses it answers with.
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    # flask-smorest's own error responses (e.g. the 422 of @blp.arguments) use our shape.
+    ERROR_SCHEMA = ErrorSchema
+
+    def _init_spec(self, *, extra_plugins=None, **options):
+        marshmallow_plugin = options.pop("marshmallow_plugin", None) or MarshmallowPlugin()
+        plugins = [*(extra_plugins or ()), DocumentedResponses(self._app, marshmallow_plugin)]
+        super()._init_spec(marshmallow_plugin=marshmallow_plugin, extra_plugins=plugins, **options)
+        self.ma_plugin.converter.add_attribute_function(decimal_string_properties)
 
     def handle_http_exception(self, error):
         from backend.errors import http_error_response

@@ -22,6 +22,10 @@ ISO_4217 = frozenset(
 )
 # Numeric(12, 2) holds at most ten integer digits.
 MAX_PRICE = Decimal("9999999999.99")
+# How the OpenAPI document shows a price: what the API writes, and the plain form it reads
+# (ASCII digits; `[0-9]`, not `\d`, which also matches other scripts' digits).
+PRICE_PATTERN = r"^[0-9]{1,10}\.[0-9]{2}$"
+PRICE_INPUT_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
 
 
 def validate_currency(value: str) -> None:
@@ -45,12 +49,19 @@ class ServiceUpdateSchema(BaseSchema):
     duration_minutes = StrictInteger(allow_none=True, validate=Range(min=1, max=INT32_MAX))
     # Read exactly (a JSON number via its text, never float math), written as "19.99".
     starting_price = StrictDecimal(
-        allow_none=True, as_string=True, validate=[Range(min=0, max=MAX_PRICE), validate_cents]
+        allow_none=True,
+        as_string=True,
+        validate=[Range(min=0, max=MAX_PRICE), validate_cents],
+        metadata={
+            "description": "A decimal string, >= 0 with at most 2 decimal places (a JSON number "
+            "is read exactly too); null clears it.",
+            "pattern": PRICE_INPUT_PATTERN,
+            "example": "19.99",
+        },
     )
     currency = fields.String(validate=validate_currency)
     is_active = fields.Boolean()
     sort_order = StrictInteger(validate=Range(min=-INT32_MAX, max=INT32_MAX))
-
 
 
 class ServiceCreateSchema(ServiceUpdateSchema):
@@ -65,7 +76,16 @@ class ServicePublicSchema(Schema):
     description = fields.String(allow_none=True)
     format = fields.String(allow_none=True)
     duration_minutes = fields.Integer(allow_none=True)
-    starting_price = fields.Decimal(as_string=True, places=2, allow_none=True)
+    starting_price = fields.Decimal(
+        as_string=True,
+        places=2,
+        allow_none=True,
+        metadata={
+            "description": "A decimal string with 2 places.",
+            "pattern": PRICE_PATTERN,
+            "example": "19.99",
+        },
+    )
     currency = fields.String()
     is_active = fields.Boolean()
     sort_order = fields.Integer()
