@@ -1,6 +1,6 @@
 """Workspaces: creation rules, handles, validation, access, the auto-created `me`."""
 
-import time
+import threading
 
 import pytest
 
@@ -234,53 +234,65 @@ def test_me_handle_collisions_get_suffixes(client):
     assert handles == ["sam-2", "sam-3", "sam-4"]
 
 
-@pytest.fixture
-def slow_lookup(monkeypatch):
-    """Every thread sees "no workspace yet" before any of them inserts, so the race is real.
+class LookupRace:
+    """Every caller sees "no workspace yet" before any of them inserts, so the race is real:
+    the first lookup of each caller that finds nothing waits until all callers made theirs.
 
-    Returns the list of lookups that found nothing (the losers' re-reads find the winner's row).
-    """
-    real = workspaces_service._by_owner
-    misses = []
+    `misses` lists those lookups (the losers' re-reads after a failed INSERT do not wait)."""
 
-    def slow(owner_id):
-        found = real(owner_id)
-        if found is None:
-            misses.append(owner_id)
-            time.sleep(0.3)
+    def __init__(self, real):
+        self.real = real
+        self.misses: list = []
+        self.barrier: threading.Barrier | None = None
+        self._held: set[int] = set()
+
+    def lookup(self, owner_id):
+        found = self.real(owner_id)
+        if found is None and threading.get_ident() not in self._held:
+            self._held.add(threading.get_ident())
+            self.misses.append(owner_id)
+            self.barrier.wait(timeout=10)
         return found
 
-    monkeypatch.setattr(workspaces_service, "_by_owner", slow)
-    return misses
+    def run(self, app, calls):
+        self.barrier = threading.Barrier(len(calls))
+        return run_concurrently(app, calls)
 
 
-def test_me_is_safe_under_concurrent_first_calls(app, slow_lookup):
+@pytest.fixture
+def lookup_race(monkeypatch):
+    race = LookupRace(workspaces_service._by_owner)
+    monkeypatch.setattr(workspaces_service, "_by_owner", race.lookup)
+    return race
+
+
+def test_me_is_safe_under_concurrent_first_calls(app, lookup_race):
     user = make_user(email="race@example.com")
     headers = auth_headers(user)
-    results = run_concurrently(app, [lambda c: c.get(f"{BASE}/me", headers=headers)] * 4)
-    assert len(slow_lookup) == 4  # all four went on to INSERT
+    results = lookup_race.run(app, [lambda c: c.get(f"{BASE}/me", headers=headers)] * 4)
+    assert len(lookup_race.misses) == 4  # all four went on to INSERT
     assert [r.status_code for r in results] == [200] * 4
     assert len({r.json["id"] for r in results}) == 1
     assert db.session.scalar(db.select(db.func.count()).select_from(Workspace)) == 1
 
 
-def test_me_concurrent_users_with_same_local_part_get_distinct_handles(app, slow_lookup):
+def test_me_concurrent_users_with_same_local_part_get_distinct_handles(app, lookup_race):
     users = [make_user(email=f"kim@domain{i}.com") for i in range(4)]
     headers = [auth_headers(u) for u in users]
-    results = run_concurrently(app, [lambda c, h=h: c.get(f"{BASE}/me", headers=h) for h in headers])
+    results = lookup_race.run(app, [lambda c, h=h: c.get(f"{BASE}/me", headers=h) for h in headers])
     assert [r.status_code for r in results] == [200] * 4
     assert sorted(r.json["handle"] for r in results) == ["kim", "kim-2", "kim-3", "kim-4"]
 
 
-def test_concurrent_posts_of_one_user_create_one_workspace(app, slow_lookup):
+def test_concurrent_posts_of_one_user_create_one_workspace(app, lookup_race):
     headers = auth_headers(make_user())
-    results = run_concurrently(app, [lambda c: c.post(f"{BASE}/", json={}, headers=headers)] * 3)
+    results = lookup_race.run(app, [lambda c: c.post(f"{BASE}/", json={}, headers=headers)] * 3)
     assert sorted(r.status_code for r in results) == [201, 409, 409]
     assert {r.json["detail"] for r in results if r.status_code == 409} == {"User already has a workspace"}
 
 
-def test_concurrent_posts_with_derived_handles_all_succeed(app, slow_lookup):
+def test_concurrent_posts_with_derived_handles_all_succeed(app, lookup_race):
     headers = [auth_headers(make_user(email=f"max@site{i}.com")) for i in range(3)]
-    results = run_concurrently(app, [lambda c, h=h: c.post(f"{BASE}/", json={}, headers=h) for h in headers])
+    results = lookup_race.run(app, [lambda c, h=h: c.post(f"{BASE}/", json={}, headers=h) for h in headers])
     assert [r.status_code for r in results] == [201] * 3
     assert sorted(r.json["handle"] for r in results) == ["max", "max-2", "max-3"]

@@ -5,6 +5,8 @@ import uuid
 
 import requests
 
+from backend.extensions import redis_client
+from backend.streams import stream_key
 from tests.e2e.harness import SSEClient
 
 
@@ -45,6 +47,14 @@ class Visitor:
         elif last_event_id:
             params["last_event_id"] = last_event_id
         return SSEClient(self.url("/stream"), params=params, headers=headers, timeout=timeout)
+
+    def drain(self, stream: SSEClient) -> list:
+        """What `stream` delivers before an entry appended to the conversation's stream now.
+
+        The stream is delivered in order, so once that entry arrives, everything written
+        before it has arrived too: nothing more can come from what already happened."""
+        marker = redis_client().xadd(stream_key(self.conversation_id), {"e": "test-marker", "d": "{}"})
+        return stream.events_until(lambda e: e.id == marker)[:-1]
 
     def messages(self, **params) -> list[dict]:
         response = requests.get(self.url("/messages"), params=params, headers=self.headers, timeout=10)

@@ -214,15 +214,17 @@ class SSEClient:
                 break
         raise TimeoutError(f"no matching event within {timeout}s; got {[(e.event, e.data) for e in out]}")
 
-    def read_for(self, seconds: float) -> list[Event]:
-        """Everything (comments included) that arrives within `seconds`."""
+    def until_comment(self, text: str, timeout: float = 30) -> list[Event]:
+        """Everything (comments included) up to and including the first comment `text`."""
         out = []
-        deadline = time.monotonic() + seconds
+        deadline = time.monotonic() + timeout
         for event in self:
             out.append(event)
-            if time.monotonic() >= deadline:
+            if event.event == ":comment" and event.data == text:
+                return out
+            if time.monotonic() > deadline:
                 break
-        return out
+        raise TimeoutError(f"no ': {text}' within {timeout}s; got {[(e.event, e.data) for e in out]}")
 
     def close(self) -> None:
         self.response.close()

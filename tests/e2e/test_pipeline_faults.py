@@ -175,10 +175,10 @@ def test_duplicated_task_delivery_of_a_finished_run_changes_nothing(stack, groq)
     try:
         events = stream.events_until(is_end_of(run_id))
         stack.wait_task_done(stack.send_task(run_id))
-        later = stream.read_for(1.5)
+        later = visitor.drain(stream)  # whatever the redelivered task published
     finally:
         stream.close()
-    assert {e.event for e in later} <= {":comment"}, later
+    assert later == [], later
     assert names(events).count("message_start") == 1
     assert [m["role"] for m in visitor.messages()] == ["user", "assistant"]
     assert visitor.run(run_id)["status"] == "completed"
@@ -196,10 +196,9 @@ def test_a_run_enqueued_three_times_runs_once(stack, groq):
         events = stream.events_until(is_end_of(run_id))
         for task_id in extra:
             stack.wait_task_done(task_id)
-        events += stream.read_for(1.5)
+        events += visitor.drain(stream)  # whatever the two extra deliveries published
     finally:
         stream.close()
-    events = [e for e in events if e.event != ":comment"]
     assert names(events).count("message_start") == 1 and names(events).count("message_end") == 1
     assert names(events)[-1] == "message_end"
     assert text_of(events) == events[-1].data["full_text"]

@@ -79,6 +79,30 @@ def after(client, key, cursor) -> list[str]:
     return [entry_id for entry_id, _ in client.xrange(key, min="(" + cursor if cursor != ZERO_ID else "-")]
 
 
+def wait_for(condition, timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for the {what}"
+        time.sleep(0.01)
+
+
+class RecordingReader:
+    """Wraps the hub's blocking client: records each XREAD (streams, result) once it returned."""
+
+    def __init__(self, real):
+        self.real = real
+        self.done: list[tuple[dict, list]] = []
+
+    def xread(self, streams, **kwargs):
+        result = self.real.xread(streams, **kwargs)
+        self.done.append((dict(streams), result or []))
+        return result
+
+    def read_empty(self, key) -> bool:
+        """Whether some read of `key` came back with nothing for it."""
+        return any(key in streams and key not in dict(result) for streams, result in self.done)
+
+
 # --- basics ---------------------------------------------------------------------------------
 
 
@@ -109,8 +133,10 @@ def test_cursor_excludes_what_came_before(hub, writer):
 
 def test_stream_that_does_not_exist_yet(hub, writer):
     key = "t:later"
+    reads = hub._reader = RecordingReader(hub._reader)
     consumer = Consumer(hub, key, ZERO_ID)
-    time.sleep(0.2)  # the hub reads an empty stream first ("never tail from $" after that)
+    # The hub reads the stream while it is empty first ("never tail from $" after that).
+    wait_for(lambda: reads.read_empty(key), what="hub's read of the empty stream")
     written = add(writer, key, 4)
     consumer.until_id(written[-1])
     assert consumer.ids == written
@@ -186,7 +212,6 @@ def test_one_blocking_connection_for_all_subscribers(hub, writer, redis_url):
         add(writer, key, 2)
     for consumer in consumers:
         consumer.read_until(lambda c: len(c.ids) == 2)
-    time.sleep(0.2)  # the hub is back in its blocking read
 
     pool = hub._reader.connection_pool
     assert pool._created_connections == 1
@@ -306,10 +331,7 @@ def test_resubscribing_during_an_inflight_read_leaves_no_gap(hub, writer):
         call, wake = held.calls[-1], writer.xrevrange(hub._wake_key, count=1)
         return call.get(key) == e3 and (not wake or call[hub._wake_key] == wake[0][0])
 
-    deadline = time.monotonic() + 5
-    while not blocked_after_e3():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(blocked_after_e3, what="hub's blocking read after e3")
 
     held.hold = True
     first.close()  # the old connection goes away...
