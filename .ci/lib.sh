@@ -16,6 +16,10 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
 }
 
+requirements_met() {  # $1: requirements file; true when pip would install nothing (no index asked)
+  "$VENV/bin/python" -m pip install --dry-run --no-index --quiet -r "$1" >/dev/null 2>&1
+}
+
 ensure_venv() {  # $1: requirements file
   local req="$1" stamp="$VENV/.installed-$(basename "$1")"
   if [ ! -x "$VENV/bin/python" ]; then
@@ -23,7 +27,11 @@ ensure_venv() {  # $1: requirements file
     python3 -m venv "$VENV" || { apt_install python3-venv && python3 -m venv "$VENV"; }
   fi
   local want; want="$(cat "$req" requirements.txt | sha256sum | cut -d' ' -f1)"
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    :
+  elif requirements_met "$req"; then
+    log "the virtualenv already has everything in $req"
+  else
     log "installing Python packages from $req"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null
     "$VENV/bin/pip" install -q -r "$req"
