@@ -46,7 +46,7 @@ def _no_constants(name: str):
 
 
 def _nesting_depth(value) -> int:
-    deepest, pending = 0, [(value, 1)]
+    deepest, pending = 0, [(value, 1)] if isinstance(value, dict | list) else []
     while pending:
         item, depth = pending.pop()
         deepest = max(deepest, depth)
@@ -54,7 +54,7 @@ def _nesting_depth(value) -> int:
             break
         children = item.values() if isinstance(item, dict) else item
         pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest if isinstance(value, dict | list) else 0
+    return deepest
 
 
 def decode_json(raw: bytes):

@@ -91,6 +91,13 @@ def test_decode_json_refuses_invalid_utf8_and_encoded_surrogates():
             decode_json(raw)
 
 
+@pytest.mark.parametrize(
+    "raw, value", [(b"7", 7), (b"-1.5", -1.5), (b'"text"', "text"), (b"null", None), (b"[]", [])]
+)
+def test_decode_json_takes_any_json_value_at_the_top(raw, value):
+    assert decode_json(raw) == value
+
+
 def test_decode_json_keeps_ordinary_values():
     nested = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     assert decode_json(nested.encode()) is not None
