@@ -18,23 +18,10 @@ import zlib
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
+from tests.fuzz.checks import CHECKS
 from tests.fuzz.world import HANDLE, PASSWORD
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-    response_headers_conformance,
-]
 SEED = int(os.environ.get("FUZZ_SEED", "20261202"))
 # Examples per operation in the fuzzing phase (the coverage and examples phases add their
 # own deterministic cases).
