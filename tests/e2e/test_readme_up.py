@@ -58,6 +58,7 @@ def up_env(**extra) -> dict:
         "FLOWER_BASIC_AUTH",
         "PORT",
         "FLOWER_PORT",
+        "HOST",
     )
     env = {
         k: v
@@ -190,8 +191,9 @@ def test_bash_ci_up_from_a_fresh_clone_serves_every_url_the_readme_lists(clone, 
 
 
 def test_without_port_settings_web_gets_8000_and_flower_5555(clone, tmp_path):
-    """The README's ports when PORT and FLOWER_PORT are unset (honcho alone would give the
-    web 5000). Those ports may be taken on this machine, so the clone's Procfile prints what
+    """The README's ports when PORT and FLOWER_PORT are unset, on this machine only (honcho
+    alone would give the web 5000, and HOST unset would listen on every interface). Those
+    ports may be taken on this machine, so the clone's Procfile prints what
     its processes would listen on instead of listening: web's bind from gunicorn.conf.py,
     Flower's command line as the Procfile expands it."""
     procfile = dict(line.split(": ", 1) for line in (clone / "Procfile").read_text().splitlines() if line)
@@ -205,7 +207,7 @@ def test_without_port_settings_web_gets_8000_and_flower_5555(clone, tmp_path):
     log = tmp_path / "up.log"
     up = start_up(clone, up_env(), log)
     try:
-        wait_for_output(up, log, ["web binds 0.0.0.0:8000", "flower --port=5555"])
+        wait_for_output(up, log, ["web binds 127.0.0.1:8000", "flower --port=5555 --address=127.0.0.1"])
         stop_up(up, log)
     finally:
         kill_leftovers(up, log)
