@@ -12,14 +12,8 @@ HTTP_SCHEMES = {"http", "https"}
 MAX_SOCIAL_LINKS = 20
 
 
-def no_nul(value: str) -> None:
-    # PostgreSQL text cannot hold NUL: reject it here as a 422 instead of a driver error.
-    if value is not None and "\x00" in value:
-        raise ValidationError("Must not contain NUL characters.")
-
-
 def _text(max_length: int, **kwargs) -> fields.String:
-    return fields.String(allow_none=True, validate=[Length(max=max_length), no_nul], **kwargs)
+    return fields.String(allow_none=True, validate=Length(max=max_length), **kwargs)
 
 
 class EmailAddress(fields.Email):
@@ -43,7 +37,7 @@ def visitor_link(value: str | None) -> None:
 
 
 def _email(**kwargs) -> fields.Email:
-    return EmailAddress(validate=[Length(max=255), no_nul, one_script], **kwargs)
+    return EmailAddress(validate=[Length(max=255), one_script], **kwargs)
 
 
 def _password(**kwargs) -> fields.String:
@@ -59,11 +53,11 @@ class ProfileFieldsSchema(BaseSchema):
     bio = _text(10_000)
     phone = _text(64)
     website = fields.Url(
-        allow_none=True, schemes=HTTP_SCHEMES, validate=[Length(max=2048), no_nul, visitor_link]
+        allow_none=True, schemes=HTTP_SCHEMES, validate=[Length(max=2048), visitor_link]
     )
     social_links = fields.Dict(
-        keys=fields.String(validate=[Length(min=1, max=50), no_nul]),
-        values=fields.Url(schemes=HTTP_SCHEMES, validate=[Length(max=2048), no_nul, visitor_link]),
+        keys=fields.String(validate=Length(min=1, max=50)),
+        values=fields.Url(schemes=HTTP_SCHEMES, validate=[Length(max=2048), visitor_link]),
         allow_none=True,
     )
     setup_completed = fields.Boolean()
@@ -122,7 +116,7 @@ class NewPasswordSchema(BaseSchema):
 class LoginFormSchema(BaseSchema):
     """The OAuth2 password form; grant_type, scope and client fields are ignored."""
 
-    username = fields.String(required=True, validate=[Length(max=255), no_nul])
+    username = fields.String(required=True, validate=Length(max=255))
     password = fields.String(required=True, validate=Length(max=128), load_only=True)
 
 

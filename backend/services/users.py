@@ -19,6 +19,7 @@ from backend.errors import BadRequest, Conflict, Forbidden, NotFound
 from backend.extensions import db
 from backend.identity import normalize_email
 from backend.models import User
+from backend.rules import is_storable_text
 from backend.security import (
     create_password_reset_token,
     hash_password,
@@ -50,7 +51,7 @@ def get_user_or_404(user_id: uuid.UUID, detail: str = "User not found") -> User:
 
 
 def get_by_email(email: str) -> User | None:
-    if not email or "\x00" in email:
+    if not email or not is_storable_text(email):  # e.g. the recovery route's path
         return None
     return db.session.execute(select(User).where(User.email == normalize_email(email))).scalar_one_or_none()
 
