@@ -25,7 +25,7 @@ from tests.fuzz.world import HANDLE, PASSWORD
 SEED = int(os.environ.get("FUZZ_SEED", "20261202"))
 # Examples per operation in the fuzzing phase (the coverage and examples phases add their
 # own deterministic cases).
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "20"))
 FUZZ_SETTINGS = settings(
     deadline=None,
     database=None,

@@ -48,7 +48,8 @@ class World:
     run_id: uuid.UUID = field(default_factory=uuid.uuid4)
     visitor_token: str = ""
     _visitor_token_hash: str = ""
-    # Bumped whenever a user row is re-created: tokens are issued again then.
+    # Bumped by every restore: a write may have re-created a user or revoked its tokens (a
+    # password set by a superuser), so tokens are issued again after it.
     generation: int = 0
     _tokens: dict = field(default_factory=dict)
     _hash: str = ""
@@ -121,7 +122,7 @@ class World:
 
     def restore(self) -> None:
         db.session.rollback()
-        recreated = self._users()
+        self._users()
         self._workspaces()
         self._rows(
             WorkspaceService,
@@ -180,16 +181,16 @@ class World:
             update(AgentRun).where(AgentRun.id == self.run_id).values(status="queued", finished_at=None)
         )
         db.session.commit()
-        if recreated:
-            self.generation += 1
+        self.generation += 1
+        self._tokens.clear()
 
-    def _users(self) -> bool:
+    def _users(self) -> None:
         specs = {
             self.superuser_id: dict(is_superuser=True),
             self.owner_id: dict(is_superuser=False),
             self.other_id: dict(is_superuser=False),
         }
-        created = self._rows(
+        self._rows(
             User,
             {
                 uid: dict(email=self.emails[uid], hashed_password=self._hash, social_links={}, **extra)
@@ -202,7 +203,6 @@ class World:
                 .where(User.id == uid)
                 .values(email=self.emails[uid], is_active=True, hashed_password=self._hash, **extra)
             )
-        return bool(created)
 
     def _workspaces(self) -> None:
         specs = {
