@@ -9,7 +9,7 @@ completes it from facts about the route instead of a decorator on every view:
 - bearer-secured (`security: bearerAuth`): 400 (inactive user), 401, 403, 404 (deleted user);
 - a public conversation route (`/public/conversations/{conversation_id}/...`): the visitor
   token as security (header `X-Visitor-Token` or query `visitor_token`) and 401;
-- path arguments: 404; a request body: 413, 415, 422 (and 400 "Malformed JSON body" for JSON);
+- path arguments: 404; a request body: 413, 422 (and for JSON: 400 "Malformed JSON body", 415);
   query arguments: 422; a Flask-Limiter decorated view: 429 with `Retry-After`;
 - 409 where a rule can refuse a write (`CONFLICTS`), and the per-route facts in `EXTRAS`;
 - query arguments that a view's manual `@blp.doc(parameters=...)` hid are put back, and a
@@ -262,9 +262,11 @@ class DocumentedResponses(BasePlugin):
             add["404"] = "NotFound"
         body = operation.get("requestBody")
         if body is not None:
-            add.update({"413": "PayloadTooLarge", "415": "UnsupportedMediaType", "422": "ValidationError"})
+            add.update({"413": "PayloadTooLarge", "422": "ValidationError"})
             if "application/json" in body.get("content", {}):
-                add["400"] = "BadRequest"
+                # The parser answers 400 to a malformed JSON body and 415 to another format
+                # (a form route reads any other format as an empty form: 422).
+                add.update({"400": "BadRequest", "415": "UnsupportedMediaType"})
             body["required"] = self._body_has_required_field(body)
         if any(p.get("in") == "query" for p in parameters):
             add["422"] = "ValidationError"
