@@ -279,8 +279,9 @@ class DocumentedResponses(BasePlugin):
             operation.pop("parameters", None)
 
         for status, response in add.items():
-            if isinstance(response, dict) or str(status) not in responses or _is_error_ref(responses[status]):
-                responses[str(status)] = response
+            # A route's own success response stays; error references (strings) are replaced.
+            if isinstance(response, dict) or isinstance(responses.get(status, ""), str):
+                responses[status] = response
         for status, response in list(responses.items()):
             # flask-smorest's own error references (e.g. 422 from @blp.arguments) use our names.
             if isinstance(response, str) and response in HTTPStatus.__members__:
@@ -317,10 +318,6 @@ class DocumentedResponses(BasePlugin):
 def _add_parameter(parameters: list, parameter: dict) -> None:
     if not any(p.get("name") == parameter["name"] and p.get("in") == parameter["in"] for p in parameters):
         parameters.append(parameter)
-
-
-def _is_error_ref(response) -> bool:
-    return isinstance(response, str)
 
 
 def _component_for(status: int) -> str | None:
