@@ -23,21 +23,13 @@ from backend.auth import require_superuser, require_user
 from backend.models import User
 
 BEARER = [{"bearerAuth": []}]
-VISITOR_TOKEN_PARAMETER = {
-    "in": "header",
-    "name": "X-Visitor-Token",
-    "schema": {"type": "string"},
-    "description": "The conversation's visitor token (or the `visitor_token` query parameter).",
-}
 
 
 def _with_doc(wrapper, view, **manual_doc):
-    """Copies the view's OpenAPI notes to the wrapper and adds `manual_doc` to them."""
+    """Copies the view's OpenAPI notes to the wrapper and adds `manual_doc` to them.
+    (The visitor token is documented as a security scheme by backend/api/openapi.py.)"""
     wrapper._apidoc = {**getattr(view, "_apidoc", {})}
-    doc = {**wrapper._apidoc.get("manual_doc", {})}
-    for key, value in manual_doc.items():
-        doc[key] = [*doc.get(key, []), *value] if key == "parameters" else value
-    wrapper._apidoc["manual_doc"] = doc
+    wrapper._apidoc["manual_doc"] = {**wrapper._apidoc.get("manual_doc", {}), **manual_doc}
     return wrapper
 
 
@@ -71,4 +63,4 @@ def visitor(view):
         chat.authorize_visitor(conversation_id, token)
         return view(*args, **kwargs)
 
-    return _with_doc(wrapper, view, parameters=[VISITOR_TOKEN_PARAMETER])
+    return _with_doc(wrapper, view)
