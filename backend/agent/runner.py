@@ -27,7 +27,7 @@ from backend.agent.tools import TOOL_SPECS, execute_tool
 from backend.extensions import db
 from backend.logs import run_log
 from backend.models import AgentRun, ConversationMessage
-from backend.services import runs
+from backend.services import dispatch, runs
 from backend.streams import RunPublisher, cancel_key
 
 log = logging.getLogger(__name__)
@@ -265,9 +265,7 @@ def execute_run(run_id: uuid.UUID) -> None:
             generation.interrupt,
         ):
             outcome = generation.run()
-        finished, next_run = runs.finish_run(claim.run_id, outcome)
-        if finished:
-            publisher.message_end(outcome.text, outcome.status, outcome.degraded, outcome.meta["usage"])
+        finished = dispatch.finish(claim.run_id, claim.conversation_id, outcome, publisher)
     finally:
         publisher.close()
     duration = time.monotonic() - generation.started
@@ -283,7 +281,3 @@ def execute_run(run_id: uuid.UUID) -> None:
             "saved": finished,
         },
     )
-    if next_run is not None:
-        from backend.tasks import enqueue_run
-
-        enqueue_run(next_run)

@@ -16,7 +16,7 @@ from backend.schemas.public import (
     RunSchema,
     VisitorMessageCreateSchema,
 )
-from backend.services import chat, runs
+from backend.services import chat, dispatch, runs
 from backend.stream_tail import format_event, get_hub, sse_events
 from backend.streams import encode, stream_key
 
@@ -57,8 +57,6 @@ def post_message(body, conversation_id):
 
     Only accepted messages spend the conversation's message budget: a replay of an
     accepted message (same idempotency key) answers 200 even once the budget is spent."""
-    from backend.tasks import enqueue_run
-
     content, key = body["content"], body.get("idempotency_key")
     posted = chat.replay_visitor_message(conversation_id, content, key)
     if posted is None:
@@ -68,7 +66,7 @@ def post_message(body, conversation_id):
     result = {"message": posted.message, "run": posted.run, "stream_cursor": cursor}
     if not posted.created:
         return result, 200
-    enqueue_run(posted.run.id)
+    dispatch.dispatch_run(posted.run.id)  # after the cursor: the worker may publish at once
     return result
 
 

@@ -2,7 +2,8 @@
 
 A visitor holds a bearer secret per conversation (the visitor token); only its
 sha256 is stored. Posting a message writes the message and its queued run in
-one transaction; the caller enqueues the run after the commit.
+one transaction; the caller dispatches the run (services.dispatch) after the commit,
+once it has the visitor's stream cursor.
 """
 
 import hashlib
@@ -22,10 +23,11 @@ from backend.errors import AppError, Conflict, Unauthorized, not_found
 from backend.extensions import db, redis_client
 from backend.models import AgentRun, Conversation, ConversationMessage, Workspace, WorkspaceService
 from backend.schemas.workspace import handle_problem
-from backend.services import runs
+from backend.services import dispatch, runs
 from backend.services.messages import append_message, lock_conversation
 from backend.streams import (
     ZERO_ID,
+    RunPublisher,
     cursor_is_lost,
     id_before,
     is_valid_id,
@@ -119,7 +121,9 @@ def _replay(conversation_id, idempotency_key: str, content: str) -> PostedMessag
     return PostedMessage(message, run, created=False)
 
 
-def replay_visitor_message(conversation_id, content: str, idempotency_key: str | None) -> PostedMessage | None:
+def replay_visitor_message(
+    conversation_id, content: str, idempotency_key: str | None
+) -> PostedMessage | None:
     """The message and run saved earlier under this idempotency key, if any (no lock taken:
     a post racing this look-up is caught again under the lock by post_visitor_message)."""
     if not idempotency_key:
@@ -219,14 +223,9 @@ def stream_start(conversation_id, requested_cursor: str | None) -> StreamStart:
 def cancel_run(conversation_id, run_id) -> AgentRun:
     """Cancels a run: a queued one ends now (its `message_end` says cancelled), a running
     one is flagged and its worker stops within a chunk."""
-    from backend.streams import RunPublisher
-    from backend.tasks import enqueue_run
-
     run, next_run = runs.request_cancel(conversation_id, run_id)
     if run.status == "cancelled":
-        RunPublisher(conversation_id, run.id, runs.reply_message_id(run.id)).message_end(
-            "", "cancelled", False, None
-        )
-    if next_run is not None:
-        enqueue_run(next_run)
+        publisher = RunPublisher(conversation_id, run.id, runs.reply_message_id(run.id))
+        dispatch.close_stream(publisher, runs.Outcome("cancelled", "", {}))
+    dispatch.dispatch_run(next_run)
     return run

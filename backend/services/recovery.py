@@ -13,8 +13,8 @@ import threading
 from flask import Flask
 
 from backend.extensions import db, redis_client
-from backend.services import runs
-from backend.streams import RunPublisher, run_text_so_far
+from backend.services import dispatch, runs
+from backend.streams import run_text_so_far
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "runs:recovery-lock"
@@ -26,14 +26,8 @@ _stop = threading.Event()
 def fail_lost_run(run) -> None:
     text = run_text_so_far(run.conversation_id, run.id, run.first_event_id)
     outcome = runs.Outcome("failed", text, {"recovered": True, "degraded": False}, dict(WORKER_LOST))
-    finished, next_run = runs.finish_run(run.id, outcome)
-    if finished:
+    if dispatch.finish(run.id, run.conversation_id, outcome, announce_error=True):
         log.warning("run %s failed: its worker stopped (heartbeat stale)", run.id)
-        publisher = RunPublisher(run.conversation_id, run.id, runs.reply_message_id(run.id))
-        publisher.error(WORKER_LOST["code"], WORKER_LOST["message"])
-        publisher.message_end(text, "failed", False, None)
-    if next_run is not None:
-        _enqueue(next_run)
 
 
 def recover_once() -> None:
@@ -42,13 +36,7 @@ def recover_once() -> None:
         fail_lost_run(run)
     for run_id in runs.stranded_queued_runs():
         log.warning("run %s was queued with no task in flight; enqueueing it again", run_id)
-        _enqueue(run_id)
-
-
-def _enqueue(run_id) -> None:
-    from backend.tasks import enqueue_run
-
-    enqueue_run(run_id)
+        dispatch.dispatch_run(run_id)
 
 
 def _loop(app: Flask) -> None:
