@@ -28,6 +28,9 @@ TABLES = {
 }
 
 
+HEAD = "0003"
+
+
 def _schema_diff(connection) -> list:
     context = MigrationContext.configure(
         connection, opts={"compare_type": True, "compare_server_default": True}
@@ -143,7 +146,7 @@ def _check_0002_on(url: str, caplog) -> None:
         )
     upgrade()
     revision, emails, columns = _stored()
-    assert revision == "0002" and "token_version" in columns
+    assert revision == HEAD and "token_version" in columns
     assert emails == {"admin@example.com", "jane@example.com", "solo@example.com"}
     with db.engine.connect() as connection:
         assert set(connection.execute(sa.text('SELECT token_version FROM "user"')).scalars()) == {0}
@@ -159,19 +162,117 @@ def _check_0002_on(url: str, caplog) -> None:
     assert emails == {"admin@example.com", "jane@example.com", "solo@example.com"}  # kept normalised
 
 
-def test_0002_normalises_addresses_and_stops_on_collisions_on_sqlite(app, tmp_path, caplog):
-    url = f"sqlite:///{tmp_path / 'collisions.db'}"
+def _on_sqlite(app, path, check, caplog) -> None:
+    """Runs `check(url, caplog)` in an app on a fresh SQLite file."""
+    url = f"sqlite:///{path}"
     with build_app(app, SQLALCHEMY_DATABASE_URI=url) as other, other.app_context():
-        _check_0002_on(url, caplog)
+        check(url, caplog)
 
 
-def test_0002_normalises_addresses_and_stops_on_collisions_on_postgres(app, caplog):
+def _on_postgres(app, check, caplog) -> None:
+    """Runs `check(url, caplog)` in an app on the scratch PostgreSQL database, emptied before and after."""
     url = TEST_DATABASE_URL + "_migrations"
     ensure_database(url)
     pg_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
     with build_app(app, SQLALCHEMY_DATABASE_URI=pg_url) as other, other.app_context():
         downgrade(revision="base")
         try:
-            _check_0002_on(url, caplog)
+            check(url, caplog)
         finally:
             downgrade(revision="base")
+
+
+def test_0002_normalises_addresses_and_stops_on_collisions_on_sqlite(app, tmp_path, caplog):
+    _on_sqlite(app, tmp_path / "collisions.db", _check_0002_on, caplog)
+
+
+def test_0002_normalises_addresses_and_stops_on_collisions_on_postgres(app, caplog):
+    _on_postgres(app, _check_0002_on, caplog)
+
+
+WORKSPACES = sa.table(
+    "workspaces",
+    sa.column("id", sa.Uuid()),
+    sa.column("owner_id", sa.Uuid()),
+    sa.column("handle", sa.String()),
+    sa.column("name", sa.String()),
+    sa.column("type", sa.String()),
+    sa.column("tone", sa.String()),
+    sa.column("timezone", sa.String()),
+    sa.column("is_active", sa.Boolean()),
+    sa.column("created_at", UTCDateTime()),
+    sa.column("updated_at", UTCDateTime()),
+)
+SERVICES = sa.table(
+    "workspace_services",
+    sa.column("id", sa.Uuid()),
+    sa.column("workspace_id", sa.Uuid()),
+    sa.column("name", sa.String()),
+    sa.column("currency", sa.String()),
+    sa.column("is_active", sa.Boolean()),
+    sa.column("sort_order", sa.Integer()),
+    sa.column("created_at", UTCDateTime()),
+    sa.column("updated_at", UTCDateTime()),
+)
+LONG_TONE = "calm, warm and a little poetic, like a favourite aunt"[:50]
+
+
+def _check_0003_on(url: str, caplog) -> None:
+    upgrade(revision="0002")
+    owner_id = _insert_users("owner@example.com")["owner@example.com"]
+    now = datetime.now(UTC)
+    workspace_id = uuid.uuid4()
+    with db.engine.begin() as connection:
+        connection.execute(
+            WORKSPACES.insert().values(
+                id=workspace_id, owner_id=owner_id, handle="studio", name="Studio", type="business",
+                tone="friendly", timezone="UTC", is_active=True, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+        connection.execute(
+            SERVICES.insert().values(
+                id=uuid.uuid4(), workspace_id=workspace_id, name="Class", currency="USD", is_active=True,
+                sort_order=0, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    upgrade()
+    db.engine.dispose()
+    user_columns = {c["name"] for c in inspect(db.engine).get_columns("user")}
+    assert {"name", "about", "avatar_url", "profile_type", "faqs"} <= user_columns
+    lengths = {
+        c["name"]: getattr(c["type"], "length", None) for c in inspect(db.engine).get_columns("workspaces")
+    }
+    assert lengths["type"] == lengths["tone"] == 50
+    with db.engine.begin() as connection:
+        # Widening kept every row, the workspace's services included (no table rebuild).
+        assert connection.execute(sa.select(sa.func.count()).select_from(SERVICES)).scalar_one() == 1
+        connection.execute(WORKSPACES.update().values(tone=LONG_TONE, type="demo"))
+        assert _schema_diff(connection) == [], url
+        if db.engine.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+
+    with pytest.raises(SystemExit):
+        downgrade(revision="0002")
+    assert "these workspaces hold longer values: studio" in caplog.text
+    revision, _emails, columns = _stored()
+    assert revision == HEAD and "faqs" in columns
+    with db.engine.begin() as connection:
+        connection.execute(WORKSPACES.update().values(tone="warm"))
+    downgrade(revision="0002")
+    revision, _emails, columns = _stored()
+    assert revision == "0002" and not {"name", "about", "avatar_url", "profile_type", "faqs"} & columns
+    lengths = {
+        c["name"]: getattr(c["type"], "length", None) for c in inspect(db.engine).get_columns("workspaces")
+    }
+    assert lengths["type"] == lengths["tone"] == 20
+    with db.engine.connect() as connection:
+        assert connection.execute(sa.select(WORKSPACES.c.tone, WORKSPACES.c.type)).one() == ("warm", "demo")
+        assert connection.execute(sa.select(sa.func.count()).select_from(SERVICES)).scalar_one() == 1
+
+
+def test_0003_widens_type_and_tone_keeping_every_row_on_sqlite(app, tmp_path, caplog):
+    _on_sqlite(app, tmp_path / "widen.db", _check_0003_on, caplog)
+
+
+def test_0003_widens_type_and_tone_keeping_every_row_on_postgres(app, caplog):
+    _on_postgres(app, _check_0003_on, caplog)

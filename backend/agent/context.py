@@ -45,6 +45,10 @@ class OwnerFacts:
     phone: str | None = None
     website: str | None = None
     social_links: dict[str, str] = field(default_factory=dict)
+    name: str | None = None
+    profile_type: str | None = None
+    about: str | None = None
+    faqs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,10 @@ def _owner_facts(u: User) -> OwnerFacts:
         phone=u.phone,
         website=u.website,
         social_links={str(k): str(v) for k, v in links.items() if v},
+        name=u.name,
+        profile_type=u.profile_type,
+        about=u.about,
+        faqs=u.faqs,
     )
 
 

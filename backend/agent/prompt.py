@@ -53,7 +53,7 @@ class HistoryItem(NamedTuple):
 def build_system_prompt(ctx: AgentContext, now: datetime, visitor_query: str = "") -> str:
     """The system message; `visitor_query` only chooses knowledge-base excerpts."""
     ws = ctx.workspace
-    tone = TONE_INSTRUCTIONS.get(ws.tone, TONE_INSTRUCTIONS["professional"])
+    tone = _tone_instruction(ws.tone)
     parts = [
         f"You are the virtual assistant of {_clean(ws.display_name)}. You answer visitors on its "
         "public chat on behalf of the business.",
@@ -62,7 +62,7 @@ def build_system_prompt(ctx: AgentContext, now: datetime, visitor_query: str = "
         "# About the business\n" + _business_lines(ctx),
         "# Services\n" + _services_lines(ctx.services),
         "# Booking\n" + _booking_line(ctx),
-        _knowledge_section(ws.knowledge_base, visitor_query, _config("AGENT_KB_MAX_CHARS", 24_000)),
+        _knowledge_section(_business_knowledge(ctx), visitor_query, _config("AGENT_KB_MAX_CHARS", 24_000)),
         RULES,
     ]
     return "\n\n".join(parts)
@@ -164,6 +164,34 @@ def _local_time_line(timezone: str, now: datetime) -> str:
     )
 
 
+def _tone_instruction(tone: str | None) -> str:
+    """A known tone's tuned instruction; any other text is the owner's own description."""
+    if tone in TONE_INSTRUCTIONS:
+        return TONE_INSTRUCTIONS[tone]
+    described = _clean(tone)
+    if not described:
+        return TONE_INSTRUCTIONS["professional"]
+    return (
+        f"Write in the voice the business owner describes as: {described}. "
+        "Stay clear, courteous and accurate whatever the voice."
+    )
+
+
+def _business_knowledge(ctx: AgentContext) -> str:
+    """What the business wrote for visitors' questions: the owner's `about` and `faqs`
+    (setup wizard) and the workspace's knowledge base, as one text. Long texts are then
+    cut down to the excerpts relevant to the conversation, all three alike."""
+    owner = ctx.owner
+    parts = [
+        ("About the business", owner.about),
+        ("Frequently asked questions", owner.faqs),
+        (None, ctx.workspace.knowledge_base),
+    ]
+    return "\n\n".join(
+        f"{label}:\n{_clean(text)}" if label else _clean(text) for label, text in parts if _clean(text)
+    )
+
+
 def _business_lines(ctx: AgentContext) -> str:
     ws, owner = ctx.workspace, ctx.owner
     fields = [
@@ -172,7 +200,8 @@ def _business_lines(ctx: AgentContext) -> str:
         ("Tagline", owner.tagline),
         ("Subtitle", ws.subtitle),
         ("Description", ws.description),
-        ("Run by", owner.full_name),
+        ("Run by", owner.full_name or owner.name),
+        ("Profile type", owner.profile_type),
         ("About", owner.bio),
         ("Phone", owner.phone),
         ("Website", owner.website),

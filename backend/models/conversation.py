@@ -10,7 +10,7 @@ from backend.extensions import db
 from backend.models.types import IdMixin, JSONType, TimestampMixin, UTCDateTime, utcnow
 
 CHANNELS = ("web", "web_public", "instagram", "whatsapp", "sms", "messenger", "chatgpt", "phone")
-CONVERSATION_STATUSES = ("active", "closed", "archived")
+CONVERSATION_STATUSES = ("active", "closed", "archived", "completed")
 MESSAGE_ROLES = ("user", "assistant", "owner")
 
 

@@ -28,6 +28,13 @@ class User(IdMixin, TimestampMixin, db.Model):
     website: Mapped[str | None] = mapped_column(String(2048))
     social_links: Mapped[dict] = mapped_column(JSONType, default=dict)
     setup_completed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The setup wizard's profile. `about` and `faqs` are business knowledge: the agent's
+    # prompt carries them next to the workspace's knowledge base (backend/agent/prompt.py).
+    name: Mapped[str | None] = mapped_column(String(255))
+    about: Mapped[str | None] = mapped_column(Text)
+    avatar_url: Mapped[str | None] = mapped_column(String(2048))
+    profile_type: Mapped[str | None] = mapped_column(String(50))
+    faqs: Mapped[str | None] = mapped_column(Text)
 
     @validates("email")
     def _normalise_email(self, _key: str, value: str) -> str:

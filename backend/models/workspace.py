@@ -9,8 +9,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from backend.extensions import db
 from backend.models.types import IdMixin, JSONType, TimestampMixin
 
+# Known values; `type` and `tone` are free text of 1..FREE_TEXT_MAX characters. A tone
+# outside TONES is the owner's own description of the voice (backend/agent/prompt.py).
 WORKSPACE_TYPES = ("individual", "business")
 TONES = ("professional", "friendly", "casual", "formal", "playful")
+FREE_TEXT_MAX = 50
 CONNECTOR_TYPES = ("calendly", "square", "agendapro")
 
 
@@ -20,8 +23,8 @@ class Workspace(IdMixin, TimestampMixin, db.Model):
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("user.id", ondelete="CASCADE"), unique=True)
     handle: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(255))
-    type: Mapped[str] = mapped_column(String(20), default="individual")
-    tone: Mapped[str] = mapped_column(String(20), default="professional")
+    type: Mapped[str] = mapped_column(String(FREE_TEXT_MAX), default="individual")
+    tone: Mapped[str] = mapped_column(String(FREE_TEXT_MAX), default="professional")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     knowledge_base: Mapped[str | None] = mapped_column(Text)
     public_name: Mapped[str | None] = mapped_column(String(255))

@@ -10,6 +10,8 @@ from backend.schemas.common import BaseSchema, page_schema
 PASSWORD = Length(min=8, max=128)
 HTTP_SCHEMES = {"http", "https"}
 MAX_SOCIAL_LINKS = 20
+# No cap of its own beyond the request limit (1 MiB), like the workspace's knowledge base.
+MAX_LONG_TEXT = 1024 * 1024
 
 
 def _text(max_length: int, **kwargs) -> fields.String:
@@ -52,15 +54,18 @@ class ProfileFieldsSchema(BaseSchema):
     tagline = _text(255)
     bio = _text(10_000)
     phone = _text(64)
-    website = fields.Url(
-        allow_none=True, schemes=HTTP_SCHEMES, validate=[Length(max=2048), visitor_link]
-    )
+    website = fields.Url(allow_none=True, schemes=HTTP_SCHEMES, validate=[Length(max=2048), visitor_link])
     social_links = fields.Dict(
         keys=fields.String(validate=Length(min=1, max=50)),
         values=fields.Url(schemes=HTTP_SCHEMES, validate=[Length(max=2048), visitor_link]),
         allow_none=True,
     )
     setup_completed = fields.Boolean()
+    # The setup wizard's profile; `about` and `faqs` also feed the agent's prompt.
+    name = _text(255)
+    about = _text(MAX_LONG_TEXT)
+    profile_type = _text(50)
+    faqs = _text(MAX_LONG_TEXT)
 
     @pre_load
     def _blank_website_is_none(self, data, **_kwargs):
@@ -138,6 +143,11 @@ class UserPublicSchema(Schema):
     website = fields.String(allow_none=True)
     social_links = fields.Dict(keys=fields.String(), values=fields.String())
     setup_completed = fields.Boolean()
+    name = fields.String(allow_none=True)
+    about = fields.String(allow_none=True)
+    avatar_url = fields.String(allow_none=True, metadata={"description": "set by POST /users/me/avatar"})
+    profile_type = fields.String(allow_none=True)
+    faqs = fields.String(allow_none=True)
 
 
 UsersPublicSchema = page_schema(UserPublicSchema, "UsersPublicSchema")

@@ -5,9 +5,9 @@ import zoneinfo
 from functools import lru_cache
 
 from marshmallow import Schema, ValidationError, fields
-from marshmallow.validate import Length, OneOf, Range
+from marshmallow.validate import Length, Range
 
-from backend.models.workspace import TONES, WORKSPACE_TYPES
+from backend.models.workspace import FREE_TEXT_MAX
 from backend.schemas.common import BaseSchema, StrictInteger, not_blank, page_schema
 from backend.schemas.user import visitor_link
 
@@ -62,8 +62,11 @@ def _url(**kwargs) -> fields.Url:
 class WorkspaceUpdateSchema(BaseSchema):
     handle = fields.String(validate=validate_handle)
     name = fields.String(validate=[Length(min=1, max=255), not_blank])
-    type = fields.String(validate=OneOf(WORKSPACE_TYPES))
-    tone = fields.String(validate=OneOf(TONES))
+    # Free text: "individual" / "business" or anything else; the five known tones
+    # (professional, friendly, casual, formal, playful) have tuned instructions, any other
+    # text is the owner's own description of the voice.
+    type = fields.String(validate=[Length(min=1, max=FREE_TEXT_MAX), not_blank])
+    tone = fields.String(validate=[Length(min=1, max=FREE_TEXT_MAX), not_blank])
     timezone = fields.String(validate=validate_timezone)
     # No length cap of its own: the 1 MiB request limit bounds it.
     knowledge_base = fields.String(allow_none=True)

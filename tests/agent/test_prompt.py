@@ -94,8 +94,12 @@ def test_tone_is_a_concrete_instruction(tone):
     assert not any(text in prompt for text in others)
 
 
-def test_unknown_tone_falls_back_to_professional():
-    assert TONE_INSTRUCTIONS["professional"] in build_system_prompt(full_context(tone="grumpy"), NOW)
+def test_another_tone_is_the_owners_own_description_of_the_voice():
+    prompt = build_system_prompt(full_context(tone="grumpy but kind"), NOW)
+    assert "Write in the voice the business owner describes as: grumpy but kind." in prompt
+    assert not any(text in prompt for text in TONE_INSTRUCTIONS.values())
+    # Blank or missing: the professional instruction.
+    assert TONE_INSTRUCTIONS["professional"] in build_system_prompt(full_context(tone=" "), NOW)
 
 
 def test_local_date_and_time_in_the_workspace_timezone():

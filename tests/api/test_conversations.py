@@ -201,3 +201,17 @@ def test_other_owner_is_forbidden_and_superuser_allowed(client):
         assert response.status_code == 403 and response.json == {"detail": "Not your workspace"}
     admin = auth_headers(make_user(is_superuser=True))
     assert _list(client, workspace, headers=admin)["count"] == 1
+
+
+def test_status_completed_is_accepted_and_filterable(client):
+    workspace = make_workspace()
+    conversation = make_conversation(workspace)
+    headers = auth_headers(workspace.owner)
+    response = client.patch(f"{BASE}/{conversation.id}", json={"status": "completed"}, headers=headers)
+    assert response.status_code == 200 and response.json["status"] == "completed"
+    created = client.post(
+        f"{BASE}/workspaces/{workspace.id}", json={"status": "completed", "channel": "sms"}, headers=headers
+    )
+    assert created.status_code == 201 and created.json["status"] == "completed"
+    listed = client.get(f"{BASE}/workspaces/{workspace.id}?status=completed", headers=headers).json
+    assert listed["count"] == 2

@@ -30,6 +30,11 @@ PUBLIC_FIELDS = {
     "website",
     "social_links",
     "setup_completed",
+    "name",
+    "about",
+    "avatar_url",
+    "profile_type",
+    "faqs",
 }
 NO_PRIVILEGES = {"detail": "The user doesn't have enough privileges"}
 
@@ -449,3 +454,52 @@ def test_create_superuser_refuses_a_short_password(app, monkeypatch):
     result = app.test_cli_runner().invoke(args=["create-superuser"])
     assert result.exit_code != 0 and "8 to 128" in result.output
     assert _count(User) == 0
+
+
+# --- setup-wizard profile -----------------------------------------------------------
+
+WIZARD_PROFILE = {
+    "name": "Dana",
+    "about": "A small salon in the old town.\n\nOpen since 2011.",
+    "profile_type": "hair salon",
+    "faqs": "Q: Do you cut children's hair?\nA: Yes, under-12s pay half.",
+}
+
+
+def test_wizard_profile_fields_round_trip_on_me_and_the_superusers_routes(client):
+    user = make_user()
+    response = client.patch("/api/v1/users/me", json=WIZARD_PROFILE, headers=auth_headers(user))
+    assert response.status_code == 200
+    body = response.get_json()
+    assert {k: body[k] for k in WIZARD_PROFILE} == WIZARD_PROFILE and body["avatar_url"] is None
+    assert {
+        k: client.get("/api/v1/users/me", headers=auth_headers(user)).get_json()[k] for k in WIZARD_PROFILE
+    } == (WIZARD_PROFILE)
+
+    admin = make_user(is_superuser=True)
+    response = client.patch(
+        f"/api/v1/users/{user.id}", json={"faqs": None, "profile_type": "barber"}, headers=auth_headers(admin)
+    )
+    assert response.status_code == 200
+    assert response.get_json()["faqs"] is None and response.get_json()["profile_type"] == "barber"
+    response = client.post(
+        "/api/v1/users/",
+        json={"email": "wizard@example.com", "password": "long-enough", **WIZARD_PROFILE},
+        headers=auth_headers(admin),
+    )
+    assert response.status_code == 201
+    assert {k: response.get_json()[k] for k in WIZARD_PROFILE} == WIZARD_PROFILE
+    # avatar_url is set by uploading an image only.
+    response = client.patch(
+        "/api/v1/users/me", json={"avatar_url": "https://x.example/a.png"}, headers=auth_headers(user)
+    )
+    assert response.status_code == 200 and response.get_json()["avatar_url"] is None
+
+
+@pytest.mark.parametrize(
+    "patch", [{"profile_type": "p" * 51}, {"name": "n" * 256}, {"faqs": 3}, {"about": ["x"]}]
+)
+def test_wizard_profile_validation(client, patch):
+    user = make_user()
+    response = client.patch("/api/v1/users/me", json=patch, headers=auth_headers(user))
+    assert response.status_code == 422 and set(response.get_json()["errors"]) == set(patch)

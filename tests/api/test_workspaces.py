@@ -103,10 +103,35 @@ def test_good_handles(client, handle):
 @pytest.mark.parametrize(
     "field,value",
     [
+        ("tone", "warm"),
+        ("type", "demo"),
+        ("tone", "t" * 50),
+        ("type", "Enterprise studio"),
+        ("tone", "formal"),
+    ],
+)
+def test_type_and_tone_are_free_text_stored_as_given(client, field, value):
+    workspace = make_workspace()
+    response = client.patch(
+        f"{BASE}/{workspace.id}", json={field: value}, headers=auth_headers(workspace.owner)
+    )
+    assert response.status_code == 200 and response.get_json()[field] == value
+    again = client.get(f"{BASE}/{workspace.id}", headers=auth_headers(workspace.owner)).get_json()
+    assert again[field] == value
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
         ("timezone", "Mars/Olympus"),
         ("timezone", "utc+2"),
-        ("tone", "grumpy"),
-        ("type", "enterprise"),
+        # Free text of 1..50 characters (the seed's "warm" / "demo" are fine, above).
+        ("tone", ""),
+        ("tone", "t" * 51),
+        ("tone", 7),
+        ("type", ""),
+        ("type", "   "),
+        ("type", "e" * 51),
         ("name", ""),
         ("name", "   "),
         ("name", None),
