@@ -672,19 +672,32 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.mode == "error":
             return self._json(reply.status, reply.error_json, reply.headers)
         out = _Completion(body["model"])
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("x-request-id", out.request_id)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-
+        self._start_event_stream(out.request_id, reply.headers)
         sse = _ChunkedSSE(self.wfile, eager=reply.delay > 0)
         chunks = reply.chunks
         if reply.mode in ("drop", "stream_error"):
             chunks = chunks[: reply.after]
+        self._send_text_chunks(sse, out, reply, chunks)
+        if reply.mode == "drop":
+            sse.flush()
+            return self._abort()
+        if reply.mode == "stream_error":
+            sse.event(reply.error_json)
+            return sse.close()
+        self._finish_stream(sse, out, reply, body, len(chunks))
+
+    def _start_event_stream(self, request_id: str, headers: dict) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("x-request-id", request_id)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    @staticmethod
+    def _send_text_chunks(sse: _ChunkedSSE, out: _Completion, reply: Reply, chunks: list) -> None:
         if reply.first_delay:
             time.sleep(reply.first_delay)
         sse.event(out.chunk({"role": "assistant", "content": ""}, x_groq={}))
@@ -692,17 +705,13 @@ class _Handler(BaseHTTPRequestHandler):
             if i and reply.delay:
                 time.sleep(reply.delay)
             sse.event(out.chunk({"content": text}))
-        if reply.mode == "drop":
-            sse.flush()
-            return self._abort()
-        if reply.mode == "stream_error":
-            sse.event(reply.error_json)
-            return sse.close()
+
+    def _finish_stream(self, sse: _ChunkedSSE, out: _Completion, reply: Reply, body: dict, sent: int) -> None:
         if reply.calls:
             sse.event(out.chunk({"tool_calls": _tool_call_deltas(reply)}))
         if reply.delay:
             time.sleep(reply.delay)
-        usage = self._usage(reply, body, len(chunks))
+        usage = self._usage(reply, body, sent)
         final = out.chunk(
             {}, reply.finish_reason or ("tool_calls" if reply.calls else "stop"), x_groq={"usage": usage}
         )

@@ -61,6 +61,22 @@ def load_history(claim: runs.ClaimedRun, limit: int) -> list[HistoryItem]:
     return [HistoryItem(role, content) for role, content in reversed(rows)]
 
 
+def _assistant_tool_message(text: str, calls: list[dict]) -> dict:
+    """The assistant turn that asked for `calls`, as the model must see it next round."""
+    return {
+        "role": "assistant",
+        "content": text or None,
+        "tool_calls": [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
+            for c in calls
+        ],
+    }
+
+
 class Generation:
     """One run's conversation with the model, streamed through a RunPublisher."""
 
@@ -142,23 +158,7 @@ class Generation:
         round_text: list[str] = []
         try:
             for chunk in stream:
-                choices = chunk.get("choices")
-                if choices:
-                    delta = choices[0].get("delta") or {}
-                    content = delta.get("content")
-                    if content:
-                        if self.ttft is None:
-                            self.ttft = time.monotonic() - self.started
-                        self.text.append(content)
-                        round_text.append(content)
-                        self.publisher.delta(content)
-                        if self.publisher.cancel_requested:
-                            raise Cancelled()
-                    if delta.get("tool_calls"):
-                        calls.add(delta["tool_calls"])
-                usage = (chunk.get("x_groq") or {}).get("usage") or chunk.get("usage")
-                if usage:
-                    self._add_usage(usage)
+                self._take_chunk(chunk, calls, round_text)
         except Exception:
             if self.publisher.cancel_requested:  # the watch closed the stream under us
                 raise Cancelled() from None
@@ -168,21 +168,31 @@ class Generation:
             stream.close()
         ordered = calls.ordered()
         if ordered:
-            self.messages.append(
-                {
-                    "role": "assistant",
-                    "content": "".join(round_text) or None,
-                    "tool_calls": [
-                        {
-                            "id": c["id"],
-                            "type": "function",
-                            "function": {"name": c["name"], "arguments": c["arguments"]},
-                        }
-                        for c in ordered
-                    ],
-                }
-            )
+            self.messages.append(_assistant_tool_message("".join(round_text), ordered))
         return ordered
+
+    def _take_chunk(self, chunk: dict, calls: llm.ToolCallAccumulator, round_text: list[str]) -> None:
+        """Streams a chunk's text to the visitor, collects its tool calls and usage."""
+        choices = chunk.get("choices")
+        if choices:
+            delta = choices[0].get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self._stream_text(content, round_text)
+            if delta.get("tool_calls"):
+                calls.add(delta["tool_calls"])
+        usage = (chunk.get("x_groq") or {}).get("usage") or chunk.get("usage")
+        if usage:
+            self._add_usage(usage)
+
+    def _stream_text(self, content: str, round_text: list[str]) -> None:
+        if self.ttft is None:
+            self.ttft = time.monotonic() - self.started
+        self.text.append(content)
+        round_text.append(content)
+        self.publisher.delta(content)
+        if self.publisher.cancel_requested:
+            raise Cancelled()
 
     def interrupt(self) -> None:
         """Called from the run's watch thread on cancel: stop reading the model now."""
