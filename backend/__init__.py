@@ -47,6 +47,9 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
     jwt.init_app(app)
     limiter.init_app(app)
     redis_clients.init_app(app)
+    from backend.stream_tail import init_hub
+
+    init_hub(app)
     if app.config["BACKEND_CORS_ORIGINS"]:
         CORS(app, origins=app.config["BACKEND_CORS_ORIGINS"], supports_credentials=True)
     smorest_api.init_app(app)

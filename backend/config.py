@@ -28,6 +28,19 @@ KNOWN_SECRETS = frozenset(
         "s3cr3t", "admin", "123456", "12345678", "please-change-me",
     }
 )  # fmt: skip
+# Read by the process launchers (gunicorn.conf.py, the Procfile) or a command (`flask seed`),
+# not by the app; the README's environment table lists them with the Config settings.
+PROCESS_SETTINGS = (
+    "HOST",
+    "FLOWER_PORT",
+    "FLOWER_BASIC_AUTH",
+    "WEB_CONCURRENCY",
+    "WEB_WORKER_CONNECTIONS",
+    "WEB_TIMEOUT",
+    "WEB_GRACEFUL_TIMEOUT",
+    "WORKER_CONCURRENCY",
+    "SEED_DEMO_PASSWORD",
+)
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/app_test"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/1"
 
@@ -43,6 +56,10 @@ def _int(name: str, default: int) -> int:
 
 def _float(name: str, default: float) -> float:
     return float(_env(name, str(default)))
+
+
+def _bool(name: str, default: bool) -> bool:
+    return (_env(name, "true" if default else "false") or "").lower() == "true"
 
 
 def _database_url() -> str:
@@ -124,6 +141,14 @@ class Config:
     CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL)
     REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 50)
     CELERY_VISIBILITY_TIMEOUT = _int("CELERY_VISIBILITY_TIMEOUT", 3600)
+    CELERY_PREFETCH_MULTIPLIER = _int("CELERY_PREFETCH_MULTIPLIER", 4)
+    # kombu's Redis channel pool holds 10 connections by default and raises past that.
+    CELERY_BROKER_MAX_CONNECTIONS = _int("CELERY_BROKER_MAX_CONNECTIONS", 1000)
+    # Run tasks in the calling process (no worker): for tests and one-off scripts only.
+    CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", False)
+    # The SSE hub's pool for its short commands (its blocking XREAD has its own connection).
+    SSE_HUB_REDIS_MAX_CONNECTIONS = _int("SSE_HUB_REDIS_MAX_CONNECTIONS", 8)
+    LOG_LEVEL = (_env("LOG_LEVEL", "INFO") or "INFO").upper()
 
     # Auth (template behaviour: 8-day access tokens, 48-hour reset tokens).
     ACCESS_TOKEN_EXPIRE = timedelta(minutes=_int("ACCESS_TOKEN_EXPIRE_MINUTES", 60 * 24 * 8))
@@ -145,6 +170,10 @@ class Config:
     GROQ_TIMEOUT_SECONDS = _float("GROQ_TIMEOUT_SECONDS", 60.0)
     GROQ_MAX_RETRIES = _int("GROQ_MAX_RETRIES", 2)
     GROQ_RETRY_BACKOFF_SECONDS = _float("GROQ_RETRY_BACKOFF_SECONDS", 0.5)
+    # The SDK's own pool allows 100 connections; a gevent worker runs more runs than that.
+    # Few keep-alive connections: the pool's bookkeeping grows with their number.
+    GROQ_HTTP_MAX_CONNECTIONS = _int("GROQ_HTTP_MAX_CONNECTIONS", 2000)
+    GROQ_HTTP_KEEPALIVE_CONNECTIONS = _int("GROQ_HTTP_KEEPALIVE_CONNECTIONS", 20)
     AGENT_KB_MAX_CHARS = _int("AGENT_KB_MAX_CHARS", 24_000)
     AGENT_HISTORY_MESSAGES = _int("AGENT_HISTORY_MESSAGES", 20)
     AGENT_HISTORY_MAX_CHARS = _int("AGENT_HISTORY_MAX_CHARS", 16_000)
@@ -163,7 +192,7 @@ class Config:
     AGENT_QUEUE = _env("AGENT_QUEUE", "agent-runs")
 
     # Rate limits (Flask-Limiter strings)
-    RATELIMIT_ENABLED = _env("RATELIMIT_ENABLED", "true").lower() == "true"
+    RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", REDIS_URL)
     # Retry-After goes on 429s only, computed by errors.py (Flask-Limiter would add it everywhere).
     RATELIMIT_HEADERS_ENABLED = False
@@ -195,8 +224,8 @@ class Config:
     SMTP_PORT = _int("SMTP_PORT", 587)
     SMTP_USER = _env("SMTP_USER")
     SMTP_PASSWORD = _env("SMTP_PASSWORD")
-    SMTP_TLS = _env("SMTP_TLS", "true").lower() == "true"
-    SMTP_SSL = _env("SMTP_SSL", "false").lower() == "true"
+    SMTP_TLS = _bool("SMTP_TLS", True)
+    SMTP_SSL = _bool("SMTP_SSL", False)
     EMAILS_FROM_EMAIL = _env("EMAILS_FROM_EMAIL", "noreply@example.com")
 
     # OpenAPI (flask-smorest)
@@ -212,7 +241,7 @@ class Config:
     API_SPEC_OPTIONS = {
         "info": {
             "description": (
-                "Every error body is `{\"detail\": str, \"errors\"?: {field: [messages]}}` "
+                'Every error body is `{"detail": str, "errors"?: {field: [messages]}}` '
                 "(schema `Error`); each operation lists every status it answers with."
             )
         },

@@ -98,7 +98,7 @@ def celery_init_app(app: Flask) -> Celery:
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=app.config.get("CELERY_PREFETCH_MULTIPLIER", 4),
+        worker_prefetch_multiplier=app.config["CELERY_PREFETCH_MULTIPLIER"],
         task_send_sent_event=True,
         worker_send_task_events=True,
         task_track_started=True,
@@ -108,11 +108,11 @@ def celery_init_app(app: Flask) -> Celery:
         # logged "Couldn't ack ... MaxConnectionsError" and left them unacked.
         broker_transport_options={
             "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"],
-            "max_connections": app.config.get("CELERY_BROKER_MAX_CONNECTIONS", 1000),
+            "max_connections": app.config["CELERY_BROKER_MAX_CONNECTIONS"],
         },
         task_routes={"backend.tasks.run_agent": {"queue": queue}},
         task_default_queue="default",
-        task_always_eager=app.config.get("CELERY_TASK_ALWAYS_EAGER", False),
+        task_always_eager=app.config["CELERY_TASK_ALWAYS_EAGER"],
     )
     celery.set_default()
     celery.flask_app = app

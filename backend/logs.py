@@ -8,7 +8,6 @@ the run's ids, and Celery's own loggers are switched to the same format.
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -83,7 +82,7 @@ class _StdoutHandler(logging.StreamHandler):
 
 def configure_logging(app: Flask) -> None:
     """Root logger -> JSON on stdout, request ids and one INFO line per request."""
-    level = str(app.config.get("LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "INFO").upper()
+    level = str(app.config["LOG_LEVEL"]).upper()
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _StdoutHandler):

@@ -16,6 +16,7 @@ import time
 import uuid
 
 import redis
+from flask import Flask, current_app
 
 from backend import metrics
 from backend.streams import ZERO_ID, parse_id
@@ -41,7 +42,7 @@ class Subscription:
 
 
 class StreamHub:
-    def __init__(self, redis_url: str, block_ms: int = 10_000, batch: int = 500):
+    def __init__(self, redis_url: str, block_ms: int = 10_000, batch: int = 500, max_connections: int = 8):
         self.block_ms = block_ms
         self.batch = batch
         # The blocking connection's socket timeout must outlast the block time.
@@ -50,9 +51,14 @@ class StreamHub:
         )
         self._short = redis.Redis(
             connection_pool=redis.BlockingConnectionPool.from_url(
-                redis_url, max_connections=8, timeout=20, decode_responses=True, socket_timeout=10
+                redis_url,
+                max_connections=max_connections,
+                timeout=20,
+                decode_responses=True,
+                socket_timeout=10,
             )
         )
+        self._clients = (self._reader, self._short)
         self._lock = threading.Lock()
         self._subs: dict[str, set[Subscription]] = {}
         self._cursors: dict[str, str] = {}
@@ -60,6 +66,7 @@ class StreamHub:
         self._wake_key = f"sse:wake:{uuid.uuid4().hex}"
         self._wake_cursor = ZERO_ID
         self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     def subscribe(self, key: str, cursor: str) -> Subscription:
         sub = Subscription(key, cursor)
@@ -89,7 +96,23 @@ class StreamHub:
         with self._lock:
             return len(self._cursors)
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ends the hub's read loop (interrupting its blocking read) and closes its connections."""
+        self._stopped.set()
+        self._has_work.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            try:
+                self._wake()
+            except redis.RedisError:
+                pass  # the read ends on its own within block_ms
+            thread.join(timeout)
+        for client in self._clients:
+            client.close()
+
     def _ensure_thread(self) -> None:
+        if self._stopped.is_set():
+            raise RuntimeError("the stream hub was stopped")
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="stream-hub", daemon=True)
             self._thread.start()
@@ -103,7 +126,7 @@ class StreamHub:
         pipe.execute()
 
     def _run(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             with self._lock:
                 streams = dict(self._cursors)
                 if not streams:
@@ -135,16 +158,16 @@ class StreamHub:
                     sub.queue.put(entries)
 
 
-_hub: StreamHub | None = None
-_hub_lock = threading.Lock()
+def init_hub(app: Flask) -> None:
+    """Gives the app its own hub (its read loop starts with the first subscriber)."""
+    app.extensions["sse_hub"] = StreamHub(
+        app.config["REDIS_URL"], max_connections=app.config["SSE_HUB_REDIS_MAX_CONNECTIONS"]
+    )
 
 
-def get_hub(redis_url: str) -> StreamHub:
-    global _hub
-    with _hub_lock:
-        if _hub is None:
-            _hub = StreamHub(redis_url)
-        return _hub
+def get_hub() -> StreamHub:
+    """The current app's hub."""
+    return current_app.extensions["sse_hub"]
 
 
 def format_event(entry_id: str, event: str, data: str) -> str:

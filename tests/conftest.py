@@ -41,6 +41,7 @@ def app():
         db.session.commit()
         upgrade()
     yield app
+    app.extensions["sse_hub"].stop()
     with app.app_context():
         db.engine.dispose()
 

@@ -18,9 +18,10 @@ from tests.factories import DEFAULT_PASSWORD, auth_headers, make_user
 def build_app(app: Flask, **overrides):
     """A second app built from TestConfig plus `overrides`.
 
-    create_app() rebinds process-wide extension state (the Redis clients, the
-    limiter's switch, the OpenAPI spec, Celery's default app); all of it is put
-    back to the session `app` afterwards, so later tests see what they expect.
+    Its SSE hub is its own (app.extensions) and is stopped afterwards. create_app()
+    rebinds process-wide extension state (the Redis clients, the limiter's switch, the
+    OpenAPI spec, Celery's default app); all of it is put back to the session `app`
+    afterwards, so later tests see what they expect.
     """
     saved_spec = (smorest_api._app, smorest_api.config, smorest_api.spec)
     other = create_app(type("OverriddenConfig", (TestConfig,), overrides))
@@ -29,8 +30,9 @@ def build_app(app: Flask, **overrides):
     finally:
         with other.app_context():
             db.engine.dispose()
-        smorest_api._app, smorest_api.config, smorest_api.spec = saved_spec
+        other.extensions["sse_hub"].stop()
         redis_clients.init_app(app)
+        smorest_api._app, smorest_api.config, smorest_api.spec = saved_spec
         limiter.init_app(app)
         app.extensions["celery"].set_default()
 

@@ -84,6 +84,7 @@ def test_email_in_url_is_logged_as_the_route(client, capsys):
 
 def small_app() -> Flask:
     app = Flask("logs-test")
+    app.config["LOG_LEVEL"] = "INFO"
     configure_logging(app)
 
     @app.get("/ws/<workspace_id>")

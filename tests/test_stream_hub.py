@@ -47,5 +47,6 @@ def test_resubscribing_with_an_older_cursor_during_a_read_leaves_no_gap():
         batch = second.next_batch(0.2) or []
         received += [entry_id for entry_id, _ in batch if entry_id not in received]
     hub.unsubscribe(second)
+    hub.stop()
     r.delete(key)
     assert received == [*ids[2:], newest]

@@ -45,7 +45,10 @@ def get_client() -> groq.Groq:
                 max_retries=0,
                 timeout=httpx.Timeout(config["GROQ_TIMEOUT_SECONDS"], connect=10.0),
                 http_client=httpx.Client(
-                    limits=httpx.Limits(max_connections=2000, max_keepalive_connections=20),
+                    limits=httpx.Limits(
+                        max_connections=config["GROQ_HTTP_MAX_CONNECTIONS"],
+                        max_keepalive_connections=config["GROQ_HTTP_KEEPALIVE_CONNECTIONS"],
+                    ),
                     timeout=httpx.Timeout(config["GROQ_TIMEOUT_SECONDS"], connect=10.0),
                 ),
             )

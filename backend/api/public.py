@@ -114,7 +114,7 @@ def stream(conversation_id):
     # before holding this request open for minutes.
     db.session.remove()
     events = sse_events(
-        get_hub(config["REDIS_URL"]),
+        get_hub(),
         stream_key(conversation_id),
         start.cursor,
         config["SSE_HEARTBEAT_SECONDS"],

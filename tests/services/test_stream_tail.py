@@ -30,7 +30,9 @@ def writer(redis_url):
 
 @pytest.fixture
 def hub(redis_url):
-    return StreamHub(redis_url, block_ms=2000)
+    hub = StreamHub(redis_url, block_ms=2000)
+    yield hub
+    hub.stop()
 
 
 def add(client, key, n, event="delta", start=0) -> list[str]:
