@@ -9,15 +9,17 @@ def _ensure_first_superuser() -> None:
     """Creates FIRST_SUPERUSER when no account has that address; an existing superuser is
     kept as it is. An existing account that is not a superuser is never promoted (whoever
     signed up under that address first would become a superuser): the command fails."""
-    from backend.identity import email_problem, normalize_email
+    from backend.rules.identity import email_problem, normalize_email
+    from backend.rules.passwords import password_problem
     from backend.services.users import ensure_superuser
 
     email = current_app.config["FIRST_SUPERUSER"]
     password = current_app.config["FIRST_SUPERUSER_PASSWORD"]
     if not email or not password:
         raise click.ClickException("Set FIRST_SUPERUSER and FIRST_SUPERUSER_PASSWORD.")
-    if not 8 <= len(password) <= 128:
-        raise click.ClickException("FIRST_SUPERUSER_PASSWORD must be 8 to 128 characters long.")
+    problem = password_problem(password, "FIRST_SUPERUSER_PASSWORD")
+    if problem:
+        raise click.ClickException(problem)
     problem = email_problem(normalize_email(email))
     if problem:
         raise click.ClickException(f"FIRST_SUPERUSER: {problem}")

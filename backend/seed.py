@@ -11,11 +11,13 @@ from decimal import Decimal
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from backend.extensions import db
 from backend.models import SchedulingConnector, User, Workspace, WorkspaceService
+from backend.rules.passwords import password_problem
 from backend.security import hash_password
+from backend.services.connectors import switch_off_others
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_HANDLE = "demo"
@@ -210,13 +212,7 @@ def _ensure_active_calendly(workspace: Workspace) -> None:
         (c for c in connectors if c.type == "calendly" and (c.config or {}).get("link") == CALENDLY_LINK),
         None,
     )
-    # The one-active index is checked per statement: switch the others off first.
-    others = update(SchedulingConnector).where(
-        SchedulingConnector.workspace_id == workspace.id, SchedulingConnector.is_active.is_(True)
-    )
-    if demo is not None:
-        others = others.where(SchedulingConnector.id != demo.id)
-    db.session.execute(others.values(is_active=False))
+    switch_off_others(workspace.id, demo.id if demo is not None else None)
     if demo is None:
         demo = SchedulingConnector(workspace_id=workspace.id, type="calendly", config={"link": CALENDLY_LINK})
         db.session.add(demo)
@@ -229,8 +225,9 @@ def _ensure_active_calendly(workspace: Workspace) -> None:
 def seed_command() -> None:
     """Create the demo owner, workspace `demo`, its services and a Calendly connector (idempotent)."""
     password = os.environ.get("SEED_DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD
-    if not 8 <= len(password) <= 128:
-        raise click.ClickException("SEED_DEMO_PASSWORD must be 8 to 128 characters long.")
+    problem = password_problem(password, "SEED_DEMO_PASSWORD")
+    if problem:
+        raise click.ClickException(problem)
     workspace = seed_demo(password)
     click.echo(
         f"Seeded workspace '{workspace.handle}' owned by {DEMO_EMAIL}; visitor page: /chat/{workspace.handle}"

@@ -15,6 +15,7 @@ from sqlalchemy.orm import joinedload
 from backend.errors import not_found
 from backend.extensions import db
 from backend.models import SchedulingConnector, User, Workspace, WorkspaceService
+from backend.rules.tones import DEFAULT_TONE
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class WorkspaceFacts:
     subtitle: str | None = None
     description: str | None = None
     type: str = "individual"
-    tone: str = "professional"
+    tone: str = DEFAULT_TONE
     timezone: str = "UTC"
     knowledge_base: str | None = None
 

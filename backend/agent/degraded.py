@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from backend.agent.context import AgentContext
+from backend.rules.tones import DEFAULT_TONE
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ _WORD_CHUNK = re.compile(r"\s+|\S+\s*")
 
 def build_degraded_reply(ctx: AgentContext) -> str:
     """A short apology with the booking link and contact details that the workspace has."""
-    template = TEMPLATES.get(ctx.workspace.tone, TEMPLATES["professional"])
+    template = TEMPLATES.get(ctx.workspace.tone, TEMPLATES[DEFAULT_TONE])
     sentences = [template.apology]
     if ctx.booking is not None:
         sentences.append(template.booking.format(link=ctx.booking.link))

@@ -7,10 +7,11 @@ and the best ones that fit are returned in their original order.
 """
 
 import re
-import unicodedata
 from functools import lru_cache
 
 from rank_bm25 import BM25L
+
+from backend.rules.folding import fold
 
 CHUNK_MAX_CHARS = 1500
 SEPARATOR = "\n\n"
@@ -44,9 +45,7 @@ def select_knowledge(kb: str, query: str, max_chars: int) -> str:
 
 def tokenize(text: str) -> list[str]:
     """Lowercased, accent-folded words, lightly stemmed so "parking" meets "park"."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
-    return [_stem(w) for w in _WORD.findall(folded)]
+    return [_stem(w) for w in _WORD.findall(fold(text))]
 
 
 def _stem(word: str) -> str:

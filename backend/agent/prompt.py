@@ -14,6 +14,7 @@ from flask import current_app, has_app_context
 
 from backend.agent.context import AgentContext, ServiceFacts
 from backend.agent.knowledge import select_knowledge
+from backend.rules.tones import DEFAULT_TONE
 
 KB_OPEN, KB_CLOSE = "<knowledge_base>", "</knowledge_base>"
 OWNER_PREFIX = "[Business owner] "
@@ -170,7 +171,7 @@ def _tone_instruction(tone: str | None) -> str:
         return TONE_INSTRUCTIONS[tone]
     described = _clean(tone)
     if not described:
-        return TONE_INSTRUCTIONS["professional"]
+        return TONE_INSTRUCTIONS[DEFAULT_TONE]
     return (
         f"Write in the voice the business owner describes as: {described}. "
         "Stay clear, courteous and accurate whatever the voice."

@@ -8,10 +8,10 @@ the model can read it and recover.
 """
 
 import json
-import unicodedata
 from dataclasses import asdict, dataclass
 
 from backend.agent.context import AgentContext, ServiceFacts
+from backend.rules.folding import fold
 
 NO_BOOKING_REASON = "no booking link configured"
 
@@ -138,8 +138,7 @@ def _match_service(services: list[ServiceFacts], wanted: str) -> ServiceFacts | 
 
 
 def _normalize(text: str) -> str:
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    return " ".join("".join(c for c in folded if not unicodedata.combining(c)).split())
+    return " ".join(fold(text).split())
 
 
 def _service_data(s: ServiceFacts) -> dict:

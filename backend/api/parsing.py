@@ -6,7 +6,7 @@ The parser adds to webargs' Flask parser, for every body and query string:
   (Python's own limits would raise RecursionError or ValueError deep inside: a 500);
 - a body in another format on a JSON route -> 415;
 - every string (JSON keys and values, query and form values) checked against the
-  storable-text rule (backend/rules.py) -> 422 naming the field;
+  storable-text rule (backend/rules/text.py) -> 422 naming the field;
 - and, for every request, a chunked body that reaches MAX_CONTENT_LENGTH -> 413.
 Not a Blueprint module (no `blp`).
 """
@@ -22,7 +22,7 @@ from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from backend.errors import BadRequest
-from backend.rules import UNSTORABLE_TEXT_MESSAGE, holds_unstorable_text, is_storable_text
+from backend.rules.text import UNSTORABLE_TEXT_MESSAGE, holds_unstorable_text, is_storable_text
 
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_CHARS = 64

@@ -4,14 +4,14 @@ from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from backend.extensions import db
-from backend.identity import normalize_email
 from backend.models.types import IdMixin, JSONType, TimestampMixin
+from backend.rules.identity import normalize_email
 
 
 class User(IdMixin, TimestampMixin, db.Model):
     __tablename__ = "user"
 
-    # Always the normalised address (backend/identity.py), whichever path writes it,
+    # Always the normalised address (backend/rules/identity.py), whichever path writes it,
     # so the unique index allows one account per address however it is typed.
     email: Mapped[str] = mapped_column(String(255), unique=True, index=True)
     hashed_password: Mapped[str] = mapped_column(String(255))

@@ -8,11 +8,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.extensions import db
 from backend.models.types import IdMixin, JSONType, TimestampMixin
+from backend.rules.tones import DEFAULT_TONE
 
 # Known values; `type` and `tone` are free text of 1..FREE_TEXT_MAX characters. A tone
-# outside TONES is the owner's own description of the voice (backend/agent/prompt.py).
+# outside backend/rules/tones.py's TONES is the owner's own description of the voice.
 WORKSPACE_TYPES = ("individual", "business")
-TONES = ("professional", "friendly", "casual", "formal", "playful")
 FREE_TEXT_MAX = 50
 CONNECTOR_TYPES = ("calendly", "square", "agendapro")
 
@@ -24,7 +24,7 @@ class Workspace(IdMixin, TimestampMixin, db.Model):
     handle: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     type: Mapped[str] = mapped_column(String(FREE_TEXT_MAX), default="individual")
-    tone: Mapped[str] = mapped_column(String(FREE_TEXT_MAX), default="professional")
+    tone: Mapped[str] = mapped_column(String(FREE_TEXT_MAX), default=DEFAULT_TONE)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     knowledge_base: Mapped[str | None] = mapped_column(Text)
     public_name: Mapped[str | None] = mapped_column(String(255))

@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import URL, OneOf
 
-from backend.links import link_problem
 from backend.models.workspace import CONNECTOR_TYPES
+from backend.rules.links import link_problem
 from backend.schemas.common import BaseSchema, page_schema
 
 _HTTPS_URL = URL(schemes={"https"}, require_tld=True)

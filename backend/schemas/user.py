@@ -3,11 +3,12 @@
 from marshmallow import Schema, ValidationError, fields, pre_load, validates
 from marshmallow.validate import Length
 
-from backend.identity import email_problem, normalize_email
-from backend.links import link_problem
+from backend.rules.identity import email_problem, normalize_email
+from backend.rules.links import link_problem
+from backend.rules.passwords import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from backend.schemas.common import BaseSchema, page_schema
 
-PASSWORD = Length(min=8, max=128)
+PASSWORD = Length(min=PASSWORD_MIN_LENGTH, max=PASSWORD_MAX_LENGTH)
 HTTP_SCHEMES = {"http", "https"}
 MAX_SOCIAL_LINKS = 20
 # No cap of its own beyond the request limit (1 MiB), like the workspace's knowledge base.
@@ -19,7 +20,7 @@ def _text(max_length: int, **kwargs) -> fields.String:
 
 
 class EmailAddress(fields.Email):
-    """An address in its normalised form (backend/identity.py); the checks see that form."""
+    """An address in its normalised form (backend/rules/identity.py); the checks see that form."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         return normalize_email(super()._deserialize(value, attr, data, **kwargs))
@@ -32,7 +33,7 @@ def one_script(value: str) -> None:
 
 
 def visitor_link(value: str | None) -> None:
-    """Links visitors see must lead to a public host and read as what they are (backend/links.py)."""
+    """Links visitors see must lead to a public host and read as what they are (backend/rules/links.py)."""
     problem = value and link_problem(value)
     if problem:
         raise ValidationError(f"Link {problem}.")
@@ -122,7 +123,7 @@ class LoginFormSchema(BaseSchema):
     """The OAuth2 password form; grant_type, scope and client fields are ignored."""
 
     username = fields.String(required=True, validate=Length(max=255))
-    password = fields.String(required=True, validate=Length(max=128), load_only=True)
+    password = fields.String(required=True, validate=Length(max=PASSWORD_MAX_LENGTH), load_only=True)
 
 
 class TokenSchema(Schema):

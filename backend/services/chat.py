@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from backend.errors import AppError, Conflict, Unauthorized, not_found
 from backend.extensions import db, redis_client
 from backend.models import AgentRun, Conversation, ConversationMessage, Workspace, WorkspaceService
-from backend.schemas.workspace import handle_problem
+from backend.rules.handles import handle_problem
 from backend.services import dispatch, runs
 from backend.services.messages import append_message, lock_conversation
 from backend.streams import (

@@ -38,8 +38,9 @@ def get_accessible_connector(user: User, connector_id: uuid.UUID | str) -> Sched
     return get_owned(user, SchedulingConnector, connector_id, "Connector")
 
 
-def _switch_off_others(workspace_id: uuid.UUID, keep_id: uuid.UUID | None) -> None:
-    """Locks the workspace, then deactivates its active connectors other than `keep_id`."""
+def switch_off_others(workspace_id: uuid.UUID, keep_id: uuid.UUID | None) -> None:
+    """Locks the workspace, then deactivates its active connectors other than `keep_id`
+    (the one-active index is checked per statement: the others go off first)."""
     db.session.execute(
         select(Workspace.id).where(Workspace.id == workspace_id).with_for_update(key_share=True)
     )
@@ -62,7 +63,7 @@ def _commit() -> None:
 def create_connector(workspace: Workspace, data: dict) -> SchedulingConnector:
     connector = SchedulingConnector(id=uuid.uuid4(), workspace_id=workspace.id, **data)
     if connector.is_active:
-        _switch_off_others(workspace.id, connector.id)
+        switch_off_others(workspace.id, connector.id)
     db.session.add(connector)
     _commit()
     return connector
@@ -75,7 +76,7 @@ def update_connector(connector: SchedulingConnector, data: dict) -> SchedulingCo
         if problems:
             raise ValidationFailed({"config": problems})
     if data.get("is_active"):
-        _switch_off_others(connector.workspace_id, connector.id)
+        switch_off_others(connector.workspace_id, connector.id)
         # Re-read under the lock: the copy loaded before it may say "active" while a
         # concurrent activation has since switched it off, and the ORM writes no
         # UPDATE for a value it believes unchanged.

@@ -1,6 +1,6 @@
 """User accounts: sign-up, authentication, profile and password changes, recovery.
 
-- An address is looked up and stored normalised (backend/identity.py): one account per
+- An address is looked up and stored normalised (backend/rules/identity.py): one account per
   address however it is typed.
 - Every password change (own, by a superuser, by reset link) raises the account's
   token_version, which ends its earlier access tokens and reset links (backend/auth.py).
@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from backend.auth import tokens_revoked
 from backend.errors import BadRequest, Conflict, Forbidden, NotFound
 from backend.extensions import db
-from backend.identity import normalize_email
 from backend.models import User
-from backend.rules import is_storable_text
+from backend.rules.identity import normalize_email
+from backend.rules.text import is_storable_text
 from backend.security import (
     create_password_reset_token,
     hash_password,

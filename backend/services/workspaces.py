@@ -2,7 +2,6 @@
 and the guard that keeps a workspace with content from being deleted."""
 
 import re
-import unicodedata
 import uuid
 from types import SimpleNamespace
 
@@ -13,7 +12,8 @@ from backend.auth import check_workspace_access
 from backend.errors import BadRequest, Conflict, not_found
 from backend.extensions import db
 from backend.models import Conversation, SchedulingConnector, User, Workspace, WorkspaceService
-from backend.schemas.workspace import HANDLE_MAX, HANDLE_MIN, RESERVED_HANDLES
+from backend.rules.folding import to_ascii
+from backend.rules.handles import HANDLE_MAX, HANDLE_MIN, RESERVED_HANDLES
 from backend.services.pagination import page
 
 DEFAULTS = {"name": "My Workspace", "type": "individual", "tone": "professional", "timezone": "UTC"}
@@ -83,7 +83,7 @@ def _handle_taken(handle: str, except_id: uuid.UUID | None = None) -> bool:
 def handle_base_from_email(email: str) -> str:
     """`jane.doe+x@example.com` -> `jane-doe-x`; short bases are padded to 3 characters."""
     local = email.split("@", 1)[0]
-    ascii_text = unicodedata.normalize("NFKD", local).encode("ascii", "ignore").decode()
+    ascii_text = to_ascii(local)
     base = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     base = base[:_BASE_MAX].rstrip("-") or "owner"
     return base + "0" * max(0, HANDLE_MIN - len(base))

@@ -4,9 +4,10 @@ import pytest
 
 from backend.agent.context import BookingFacts
 from backend.agent.degraded import TEMPLATES, build_degraded_reply, chunk_text_for_stream
+from backend.agent.prompt import TONE_INSTRUCTIONS
+from backend.rules.tones import DEFAULT_TONE, TONES
 from tests.agent.factories import make_context
 
-TONES = ["professional", "friendly", "casual", "formal", "playful"]
 LINK = "https://calendly.com/luz/class"
 PHONE = "+56 9 1234 5678"
 WEBSITE = "https://luzyoga.example"
@@ -14,6 +15,11 @@ WEBSITE = "https://luzyoga.example"
 
 def test_there_is_one_template_per_tone():
     assert sorted(TEMPLATES) == sorted(TONES)
+
+
+def test_every_tone_has_prompt_instructions_and_the_default_is_one_of_them():
+    assert sorted(TONE_INSTRUCTIONS) == sorted(TONES)
+    assert DEFAULT_TONE in TONES
 
 
 @pytest.mark.parametrize("tone", TONES)

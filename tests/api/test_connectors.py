@@ -172,7 +172,7 @@ def test_unique_index_violation_maps_to_409(client, monkeypatch):
     workspace = make_workspace()
     make_connector(workspace, is_active=True)
     idle = make_connector(workspace)
-    monkeypatch.setattr(service, "_switch_off_others", lambda *args: None)
+    monkeypatch.setattr(service, "switch_off_others", lambda *args: None)
     response = client.post(f"{BASE}/{idle.id}/activate", headers=auth_headers(workspace.owner))
     assert response.status_code == 409
     assert response.json == {"detail": "Another connector of this workspace is already active"}

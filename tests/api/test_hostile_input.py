@@ -20,7 +20,7 @@ from backend.models import (
     Workspace,
     WorkspaceService,
 )
-from backend.rules import UNSTORABLE_TEXT_MESSAGE, holds_unstorable_text, is_storable_text
+from backend.rules.text import UNSTORABLE_TEXT_MESSAGE, holds_unstorable_text, is_storable_text
 from tests.factories import auth_headers, make_conversation, make_user, make_workspace
 from tests.test_errors import assert_error, build_app
 

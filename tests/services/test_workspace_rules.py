@@ -3,7 +3,7 @@
 import pytest
 
 from backend.errors import NotFound
-from backend.schemas.workspace import handle_problem
+from backend.rules.handles import handle_problem
 from backend.services.workspaces import first_free_handle, handle_base_from_email, parse_id
 from tests.factories import make_workspace
 

@@ -1,6 +1,4 @@
-"""Rules about values, kept in one place for schemas, services, the CLI and the seed.
-
-Storable text: every string the API accepts ends up in PostgreSQL text columns, JSON
+"""Storable text: every string the API accepts ends up in PostgreSQL text columns, JSON
 columns or Redis, and must be the same on SQLite. PostgreSQL refuses NUL in text, and
 a lone UTF-16 surrogate (JSON allows "\\ud800") cannot be encoded as UTF-8 at all, so
 such a string is refused where it enters, not when the database chokes on it.
