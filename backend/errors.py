@@ -1,13 +1,17 @@
 """Domain exceptions and the one JSON error shape: {"detail": str, "errors"?: {...}}."""
 
 import logging
+import math
 import time
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+
+TOO_MANY_REQUESTS = "Too many requests"
 
 
 class AppError(Exception):
@@ -126,12 +130,18 @@ def http_error_response(error: HTTPException):
     return error_response(status, detail, headers=headers)
 
 
+def too_many_requests(reset_at: float) -> AppError:
+    """A 429 whose Retry-After is the number of seconds until the window resets."""
+    seconds = max(1, math.ceil(reset_at - time.time()))
+    return AppError(TOO_MANY_REQUESTS, status_code=429, headers={"Retry-After": str(seconds)})
+
+
 def _rate_limited_response():
     """429 from a Flask-Limiter decorator; Retry-After from the breached limit's window."""
-    from backend.api.rate_limits import too_many_requests
-    from backend.extensions import limiter
-
-    breached = limiter.current_limit
+    breached = next(
+        (limit for limiter in current_app.extensions.get("limiter", ()) if (limit := limiter.current_limit)),
+        None,
+    )
     try:
         reset_at = breached.window.reset_time if breached is not None else time.time() + 60
     except Exception:  # its storage went away between the check and this answer
@@ -151,16 +161,17 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(IntegrityError)
     def handle_integrity_error(error: IntegrityError):
-        from backend.extensions import db
-
-        db.session.rollback()
+        _rollback()
         log.warning("integrity error: %s", error.orig)
         return error_response(409, "Conflict with existing data")
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        from backend.extensions import db
-
-        db.session.rollback()
+        _rollback()
         log.exception("unhandled error")
         return error_response(500, "Internal server error")
+
+
+def _rollback() -> None:
+    """Rolls back the app's database session (Flask-SQLAlchemy keeps it in app.extensions)."""
+    current_app.extensions["sqlalchemy"].session.rollback()

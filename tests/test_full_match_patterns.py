@@ -5,8 +5,8 @@ import pytest
 from flask import g
 
 from backend.logs import _start_request
+from backend.rules.connectors import config_problems
 from backend.rules.handles import handle_problem
-from backend.schemas.connector import config_problems
 from tests.factories import auth_headers, make_user, make_workspace
 
 

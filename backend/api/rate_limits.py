@@ -1,4 +1,4 @@
-"""Rate limits that Flask-Limiter's decorators cannot express, and the Retry-After rule.
+"""Rate limits that Flask-Limiter's decorators cannot express (the Retry-After rule: errors.py).
 
 The per-conversation message budget is spent only by messages that are accepted:
 the view spends it after the visitor token and the body were checked and after an
@@ -6,23 +6,13 @@ idempotent replay was answered, so a bad request, a caller without the token or 
 retry of an accepted message never uses it up. Not a Blueprint module (no `blp`).
 """
 
-import math
-import time
 import uuid
 
 from flask import current_app
 from limits import parse
 
-from backend.errors import AppError
+from backend.errors import too_many_requests
 from backend.extensions import limiter
-
-TOO_MANY_REQUESTS = "Too many requests"
-
-
-def too_many_requests(reset_at: float) -> AppError:
-    """A 429 whose Retry-After is the number of seconds until the window resets."""
-    seconds = max(1, math.ceil(reset_at - time.time()))
-    return AppError(TOO_MANY_REQUESTS, status_code=429, headers={"Retry-After": str(seconds)})
 
 
 def spend_message_budget(conversation_id: uuid.UUID) -> None:

@@ -6,6 +6,7 @@ passwords  password length
 tones      the tones with tuned instructions and templates
 identity   email addresses as identities (normal form, mixed scripts)
 links      links shown to visitors (public hosts, no credentials, no invisible characters)
+connectors a scheduling connector's booking link, per connector type
 folding    accent folding for matching words and making ASCII slugs
 
 Nothing here imports the rest of the application.

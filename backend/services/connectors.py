@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from backend.errors import Conflict, ValidationFailed
 from backend.extensions import db
 from backend.models import SchedulingConnector, User, Workspace
-from backend.schemas.connector import config_problems
+from backend.rules.connectors import config_problems
 from backend.services.pagination import page
 from backend.services.workspaces import get_owned
 
