@@ -22,7 +22,7 @@ from backend.config import (
     secret_key_problem,
 )
 from tests.factories import DEFAULT_PASSWORD, make_user
-from tests.test_errors import build_app
+from tests.helpers import build_app
 
 ROOT = Path(__file__).resolve().parent.parent
 

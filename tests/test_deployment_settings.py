@@ -3,7 +3,7 @@
 from flask import request
 
 from tests.factories import DEFAULT_PASSWORD, make_user
-from tests.test_errors import build_app
+from tests.helpers import build_app
 
 
 def test_client_ip_comes_from_the_trusted_proxy_hop(app):

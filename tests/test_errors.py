@@ -1,50 +1,13 @@
 """The one JSON error shape, for every status the API answers with."""
 
-import contextlib
 import json
 
 import pytest
-from flask import Flask
 from sqlalchemy import text
 
-from backend import create_app
-from backend.config import TestConfig
-from backend.extensions import api as smorest_api
-from backend.extensions import db, limiter, redis_clients
+from backend.extensions import db, limiter
 from tests.factories import DEFAULT_PASSWORD, auth_headers, make_user
-
-
-@contextlib.contextmanager
-def build_app(app: Flask, **overrides):
-    """A second app built from TestConfig plus `overrides`.
-
-    Its SSE hub is its own (app.extensions) and is stopped afterwards. create_app()
-    rebinds process-wide extension state (the Redis clients, the limiter's switch, the
-    OpenAPI spec, Celery's default app); all of it is put back to the session `app`
-    afterwards, so later tests see what they expect.
-    """
-    saved_spec = (smorest_api._app, smorest_api.config, smorest_api.spec)
-    other = create_app(type("OverriddenConfig", (TestConfig,), overrides))
-    try:
-        yield other
-    finally:
-        with other.app_context():
-            db.engine.dispose()
-        other.extensions["sse_hub"].stop()
-        redis_clients.init_app(app)
-        smorest_api._app, smorest_api.config, smorest_api.spec = saved_spec
-        limiter.init_app(app)
-        app.extensions["celery"].set_default()
-
-
-def assert_error(response, status: int, detail: str | None = None):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert isinstance(body.get("detail"), str) and body["detail"]
-    if detail is not None:
-        assert body["detail"] == detail
-    return body
+from tests.helpers import assert_error, build_app
 
 
 def test_400_domain_error(client):

@@ -14,7 +14,7 @@ from sqlalchemy import inspect
 from backend.extensions import db
 from backend.models.types import UTCDateTime
 from tests.conftest import TEST_DATABASE_URL, ensure_database
-from tests.test_errors import build_app
+from tests.helpers import build_app
 
 TABLES = {
     "user",

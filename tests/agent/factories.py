@@ -6,8 +6,9 @@ from decimal import Decimal
 
 from backend.agent.context import AgentContext, BookingFacts, OwnerFacts, ServiceFacts, WorkspaceFacts
 from backend.extensions import db
-from backend.models import SchedulingConnector, Workspace, WorkspaceService
-from tests.factories import make_user
+from backend.models import Conversation, SchedulingConnector, Workspace, WorkspaceService
+from backend.services import runs
+from tests.factories import make_message, make_user
 
 _seq = itertools.count(1)
 
@@ -70,3 +71,12 @@ def make_connector(workspace: Workspace, link: str, type: str = "calendly", is_a
     db.session.add(connector)
     db.session.commit()
     return connector
+
+
+def queue_message(conversation_id, content: str = "When are you open?") -> uuid.UUID:
+    """A visitor message and its queued run, as the public API writes them."""
+    conversation = db.session.get(Conversation, conversation_id)
+    message = make_message(conversation, "user", content)
+    run = runs.create_run(conversation, message)
+    db.session.commit()
+    return run.id

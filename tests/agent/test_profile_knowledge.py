@@ -8,9 +8,8 @@ from backend.agent.prompt import KB_CLOSE, KB_OPEN, TONE_INSTRUCTIONS, build_sys
 from backend.agent.runner import execute_run
 from backend.extensions import db
 from backend.models import Workspace
-from tests.agent.factories import make_context
-from tests.agent.test_knowledge import generated_kb
-from tests.agent.test_runner import groq, queue_message  # noqa: F401  (fixture)
+from tests.agent.factories import make_context, queue_message
+from tests.agent.kb import generated_kb
 from tests.factories import auth_headers, make_conversation, make_user, make_workspace
 from tests.fake_groq import Reply
 
@@ -27,7 +26,7 @@ def _knowledge_block(system_prompt: str) -> str:
 
 
 @pytest.mark.parametrize("long_kb", [False, True])
-def test_a_question_answered_only_by_an_faq_gets_the_faq_into_the_request(client, groq, long_kb):  # noqa: F811
+def test_a_question_answered_only_by_an_faq_gets_the_faq_into_the_request(client, groq, long_kb):
     owner = make_user()
     # A knowledge base far over the prompt budget: only relevant excerpts can go in.
     kb = generated_kb(120_000) if long_kb else "We are closed on public holidays."

@@ -16,7 +16,7 @@ from backend.agent.prompt import (
     build_system_prompt,
 )
 from tests.agent.factories import make_context
-from tests.agent.test_knowledge import NEEDLE, generated_kb
+from tests.agent.kb import NEEDLE, generated_kb
 
 NOW = datetime(2025, 1, 14, 12, 30, tzinfo=UTC)  # 09:30 on a Tuesday in Santiago (UTC-3 in summer)
 OWNER = {

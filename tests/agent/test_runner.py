@@ -15,30 +15,18 @@ from backend.extensions import db, redis_client
 from backend.models import Conversation, Workspace
 from backend.services import runs
 from backend.streams import cancel_key, stream_key
+from tests.agent.factories import queue_message
 from tests.factories import (
     assistant_replies,
     make_connector,
     make_conversation,
-    make_message,
     make_service,
     make_workspace,
     reload_run,
 )
-from tests.fake_groq import FakeGroq, Reply
+from tests.fake_groq import Reply
 
 BOOKING_LINK = "https://calendly.com/luz-yoga/intro"
-
-
-@pytest.fixture
-def groq(app, monkeypatch):
-    server = FakeGroq().start()
-    monkeypatch.setitem(app.config, "GROQ_BASE_URL", server.base_url)
-    monkeypatch.setitem(app.config, "GROQ_API_KEY", "test-key")
-    monkeypatch.setitem(app.config, "GROQ_MAX_RETRIES", 1)
-    monkeypatch.setitem(app.config, "GROQ_RETRY_BACKOFF_SECONDS", 0)
-    monkeypatch.setitem(app.config, "GROQ_TIMEOUT_SECONDS", 10.0)
-    yield server
-    server.stop()
 
 
 # The run loop closes the session: fixtures hand out ids, not ORM objects.
@@ -55,15 +43,6 @@ def workspace_id() -> uuid.UUID:
 @pytest.fixture
 def conversation_id(workspace_id) -> uuid.UUID:
     return make_conversation(db.session.get(Workspace, workspace_id), channel="web_public").id
-
-
-def queue_message(conversation_id, content: str = "When are you open?") -> uuid.UUID:
-    """A visitor message and its queued run, as the public API writes them."""
-    conversation = db.session.get(Conversation, conversation_id)
-    message = make_message(conversation, "user", content)
-    run = runs.create_run(conversation, message)
-    db.session.commit()
-    return run.id
 
 
 stored_run = reload_run

@@ -14,9 +14,9 @@ from backend.extensions import db
 from backend.models import User
 from backend.security import create_password_reset_token
 from backend.services import users as user_service
-from tests.api.test_login import login, smtp_inbox  # noqa: F401  (fixture)
 from tests.concurrency import run_concurrently
 from tests.factories import DEFAULT_PASSWORD, auth_headers, make_user
+from tests.helpers import login
 
 REVOKED = {"detail": "Could not validate credentials"}
 ME = "/api/v1/users/me"

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from flask import Flask
 
-from tests.api.test_public import post_message, start_conversation
+from tests.api.visitors import post_message, start_conversation
 from tests.factories import make_conversation, make_workspace
-from tests.test_errors import assert_error, build_app
+from tests.helpers import assert_error, build_app
 
 API = "/api/v1"
 # Families whose routes need no credentials at all.

@@ -22,7 +22,7 @@ from backend.models import (
 )
 from backend.rules.text import UNSTORABLE_TEXT_MESSAGE, holds_unstorable_text, is_storable_text
 from tests.factories import auth_headers, make_conversation, make_user, make_workspace
-from tests.test_errors import assert_error, build_app
+from tests.helpers import assert_error, build_app
 
 API = "/api/v1"
 LONE_SURROGATE = "\ud800"

@@ -4,25 +4,19 @@ import email
 import email.policy
 import re
 import socket
-import threading
 import time
 from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
-from aiosmtpd.controller import Controller
 from flask_jwt_extended import create_access_token, decode_token
 
 from backend.extensions import db
 from backend.security import create_password_reset_token
 from tests.factories import DEFAULT_PASSWORD, auth_headers, make_user
+from tests.helpers import LOGIN, free_port, login
 
-LOGIN = "/api/v1/login/access-token"
 RECOVERY_MESSAGE = "If that email is registered, we sent a password recovery link"
-
-
-def login(client, username: str, password: str):
-    return client.post(LOGIN, data={"username": username, "password": password})
 
 
 def test_login_returns_a_bearer_token_for_that_user(client):
@@ -195,59 +189,6 @@ def test_reset_password_enforces_length(client, new_password):
     assert "new_password" in response.get_json()["errors"]
 
 
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list:
-        """Mail leaves in the background, after the response: wait for it to land."""
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.messages
-
-    def after_sending(self) -> list:
-        """The messages once every mail a request started (a "send-email" thread) is done."""
-        for thread in threading.enumerate():
-            if thread.name == "send-email":
-                thread.join(10)
-                assert not thread.is_alive(), "a mail was still being sent after 10 s"
-        return self.messages
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_inbox(app, monkeypatch):
-    """A real SMTP server on localhost; the app is pointed at it for one test."""
-    inbox = _Inbox()
-    port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    for key, value in {
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": port,
-        "SMTP_TLS": False,
-        "SMTP_SSL": False,
-        "SMTP_USER": None,
-        "EMAILS_FROM_EMAIL": "noreply@example.com",
-        "FRONTEND_HOST": "https://app.example.com",
-    }.items():
-        monkeypatch.setitem(app.config, key, value)
-    try:
-        yield inbox
-    finally:
-        controller.stop()
-
-
 def test_password_recovery_end_to_end_through_smtp(client, smtp_inbox):
     make_user("forgetful@example.com", full_name="Forgetful Fran")
     response = client.post("/api/v1/password-recovery/forgetful@example.com")
@@ -304,7 +245,7 @@ def test_password_recovery_does_not_wait_for_a_slow_mail_server(app, client, mon
 def test_password_recovery_survives_a_dead_smtp_server(app, client, monkeypatch):
     make_user("unlucky@example.com")
     monkeypatch.setitem(app.config, "SMTP_HOST", "127.0.0.1")
-    monkeypatch.setitem(app.config, "SMTP_PORT", _free_port())
+    monkeypatch.setitem(app.config, "SMTP_PORT", free_port())
     monkeypatch.setitem(app.config, "SMTP_TLS", False)
     response = client.post("/api/v1/password-recovery/unlucky@example.com")
     assert response.status_code == 200 and response.get_json() == {"message": RECOVERY_MESSAGE}

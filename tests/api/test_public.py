@@ -2,7 +2,6 @@
 tokens, posting and listing messages, runs and their cancellation, rate limits."""
 
 import json
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import quote
@@ -12,61 +11,20 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from backend.extensions import db, limiter, redis_client
-from backend.models import AgentRun, Conversation, ConversationMessage, Workspace
+from backend.models import AgentRun, Conversation, ConversationMessage
 from backend.services import messages as messages_service
 from backend.streams import is_valid_id, stream_key
+from tests.api.visitors import (
+    API,
+    current_workspace,
+    list_messages,
+    post_message,
+    start_conversation,
+    visitor,
+)
+from tests.concurrency import run_concurrently
 from tests.factories import make_conversation, make_message, make_service, make_workspace
-from tests.test_errors import build_app
-
-API = "/api/v1/public"
-
-
-# --- helpers (also used by test_public_stream.py) -------------------------------------
-
-
-def start_conversation(client, handle: str, **extra) -> tuple[str, str]:
-    response = client.post(f"{API}/conversations", json={"workspace_handle": handle, **extra})
-    assert response.status_code == 201, response.get_data(as_text=True)
-    body = response.get_json()
-    return body["conversation_id"], body["visitor_token"]
-
-
-def visitor(client, workspace=None, **extra) -> tuple[str, str]:
-    """A new conversation (on the test's workspace unless one is given): (id, token)."""
-    workspace = workspace or current_workspace()
-    return start_conversation(client, workspace.handle, **extra)
-
-
-def current_workspace():
-    """The workspace the test already has, else a new one (creating its owner hashes a
-    password, which is what makes tests slow)."""
-    return db.session.execute(select(Workspace).limit(1)).scalar_one_or_none() or make_workspace()
-
-
-def post_message(client, conversation_id, token, content="Hello there", **extra):
-    return client.post(
-        f"{API}/conversations/{conversation_id}/messages",
-        json={"content": content, **extra},
-        headers={"X-Visitor-Token": token},
-    )
-
-
-def list_messages(client, conversation_id, token, **query):
-    query_string = "&".join(f"{k}={quote(str(v))}" for k, v in query.items())
-    return client.get(
-        f"{API}/conversations/{conversation_id}/messages?{query_string}",
-        headers={"X-Visitor-Token": token},
-    )
-
-
-def assert_error(response, status: int, detail: str | None = None) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert isinstance(body.get("detail"), str) and body["detail"]
-    if detail is not None:
-        assert body["detail"] == detail
-    return body
+from tests.helpers import assert_error, build_app
 
 
 def parse_ts(value: str) -> datetime:
@@ -398,24 +356,12 @@ def test_concurrent_posts_with_the_same_key_make_one_message_and_run(app):
     client = app.test_client()
     conversation_id, token = visitor(client)
     threads_count = 8
-    barrier = threading.Barrier(threads_count)
-    results: list = [None] * threads_count
 
-    def post(i):
-        with app.app_context():
-            own_client = app.test_client()
-            barrier.wait()
-            response = post_message(
-                own_client, conversation_id, token, "Same message", idempotency_key="race"
-            )
-            results[i] = (response.status_code, response.get_json())
-            db.session.remove()
+    def post(own_client):
+        response = post_message(own_client, conversation_id, token, "Same message", idempotency_key="race")
+        return response.status_code, response.get_json()
 
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results = run_concurrently(app, [post] * threads_count)
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] * (threads_count - 1) + [201], results
     assert len({body["message"]["id"] for _, body in results}) == 1
@@ -428,21 +374,11 @@ def test_concurrent_posts_without_key_all_land_in_order(app):
     client = app.test_client()
     conversation_id, token = visitor(client)
     threads_count = 6
-    barrier = threading.Barrier(threads_count)
-    statuses = []
-
-    def post(i):
-        with app.app_context():
-            own_client = app.test_client()
-            barrier.wait()
-            statuses.append(post_message(own_client, conversation_id, token, f"message {i}").status_code)
-            db.session.remove()
-
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    calls = [
+        lambda own_client, i=i: post_message(own_client, conversation_id, token, f"message {i}").status_code
+        for i in range(threads_count)
+    ]
+    statuses = run_concurrently(app, calls)
     assert statuses == [201] * threads_count
     listed = list_messages(client, conversation_id, token).get_json()["messages"]
     assert len(listed) == threads_count

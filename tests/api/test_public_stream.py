@@ -12,7 +12,8 @@ from backend.extensions import db, redis_client
 from backend.models import AgentRun
 from backend.services.runs import reply_message_id
 from backend.streams import RunPublisher, stream_key
-from tests.api.test_public import API, assert_error, post_message, visitor
+from tests.api.visitors import API, post_message, visitor
+from tests.helpers import assert_error
 
 MAX_SECONDS = 1.5
 HEARTBEAT = 0.4

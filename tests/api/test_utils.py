@@ -2,7 +2,7 @@
 
 import re
 
-from tests.test_errors import build_app
+from tests.helpers import build_app
 
 HEALTH = "/api/v1/utils/health-check/"
 

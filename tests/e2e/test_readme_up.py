@@ -21,7 +21,8 @@ import pytest
 import requests
 
 from tests.conftest import TEST_REDIS_URL
-from tests.e2e.harness import PASSWORD_HASH_ENV, free_port
+from tests.e2e.harness import PASSWORD_HASH_ENV
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # The ports the README names, and the variable that moves each.

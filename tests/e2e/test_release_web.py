@@ -3,7 +3,6 @@ PostgreSQL database: migrations, the first superuser, then gunicorn serving the 
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,26 +15,12 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.db_cleanup import admin_connection
-from tests.e2e.harness import PASSWORD_HASH_ENV
+from tests.e2e.harness import PASSWORD_HASH_ENV, procfile_command
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPERUSER = "first-admin@example.com"
 SUPERUSER_PASSWORD = "first-admin-password"
-
-
-def procfile() -> dict[str, str]:
-    commands = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, command = line.split(":", 1)
-            commands[name.strip()] = command.strip()
-    return commands
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -86,14 +71,13 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def test_release_then_web_serves_health_and_superuser_login(fresh_database, tmp_path):
-    commands = procfile()
     port = free_port()
     env = process_env(fresh_database, port)
 
     # Twice: the release step must be safe to repeat (migrations at head, superuser kept).
     for attempt in range(2):
         release = subprocess.run(
-            ["bash", "-c", commands["release"]],
+            ["bash", "-c", procfile_command("release")],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -110,7 +94,7 @@ def test_release_then_web_serves_health_and_superuser_login(fresh_database, tmp_
     log_path = tmp_path / "web.log"
     with open(log_path, "w") as log:
         web = subprocess.Popen(
-            ["bash", "-c", commands["web"]],
+            ["bash", "-c", procfile_command("web")],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -1,7 +1,7 @@
 """The SQLite fallback of analytics gives the same numbers as the PostgreSQL aggregates."""
 
 from backend.services import analytics
-from tests.api.test_analytics import ZONE, seed
+from tests.analytics_data import ZONE, seed
 from tests.factories import make_workspace
 
 

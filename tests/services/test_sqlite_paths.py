@@ -8,7 +8,7 @@ import pytest
 from flask_migrate import upgrade
 
 from tests.factories import auth_headers, make_conversation, make_message, make_user, make_workspace
-from tests.test_errors import build_app
+from tests.helpers import build_app
 
 
 @pytest.fixture

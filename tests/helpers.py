@@ -1,0 +1,58 @@
+"""Helpers shared by test modules (test modules never import each other)."""
+
+import contextlib
+import socket
+
+from flask import Flask
+
+from backend import create_app
+from backend.config import TestConfig
+from backend.extensions import api as smorest_api
+from backend.extensions import db, limiter, redis_clients
+
+LOGIN = "/api/v1/login/access-token"
+
+
+def login(client, username: str, password: str):
+    """The OAuth2 password form of the login route."""
+    return client.post(LOGIN, data={"username": username, "password": password})
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def build_app(app: Flask, **overrides):
+    """A second app built from TestConfig plus `overrides`.
+
+    Its SSE hub is its own (app.extensions) and is stopped afterwards. create_app()
+    rebinds process-wide extension state (the Redis clients, the limiter's switch, the
+    OpenAPI spec, Celery's default app); all of it is put back to the session `app`
+    afterwards, so later tests see what they expect.
+    """
+    saved_spec = (smorest_api._app, smorest_api.config, smorest_api.spec)
+    other = create_app(type("OverriddenConfig", (TestConfig,), overrides))
+    try:
+        yield other
+    finally:
+        with other.app_context():
+            db.engine.dispose()
+        other.extensions["sse_hub"].stop()
+        redis_clients.init_app(app)
+        smorest_api._app, smorest_api.config, smorest_api.spec = saved_spec
+        limiter.init_app(app)
+        app.extensions["celery"].set_default()
+
+
+def assert_error(response, status: int, detail: str | None = None):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert isinstance(body.get("detail"), str) and body["detail"]
+    if detail is not None:
+        assert body["detail"] == detail
+    return body
