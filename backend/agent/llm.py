@@ -1,4 +1,4 @@
-"""The Groq client: one per process, streaming chat completions with tools.
+"""The Groq client: one per app (kept in app.extensions), streaming chat completions with tools.
 
 The SDK's own retries are off: the run loop retries only before the first token
 (after that a retry would repeat text the visitor already saw). Its HTTP pool is
@@ -13,8 +13,6 @@ import groq
 import httpx
 from flask import current_app
 
-_client: groq.Groq | None = None
-_client_key: tuple | None = None
 _lock = threading.Lock()
 
 
@@ -29,7 +27,7 @@ class LLMUnavailable(Exception):
 
 
 def get_client() -> groq.Groq:
-    global _client, _client_key
+    """The current app's client, built on first use and again when its settings change."""
     config = current_app.config
     api_key = config.get("GROQ_API_KEY")
     if not api_key:
@@ -38,22 +36,27 @@ def get_client() -> groq.Groq:
         )
     key = (api_key, config.get("GROQ_BASE_URL"), config["GROQ_TIMEOUT_SECONDS"])
     with _lock:
-        if _client is None or _client_key != key:
-            _client = groq.Groq(
-                api_key=api_key,
-                base_url=config.get("GROQ_BASE_URL") or None,
-                max_retries=0,
-                timeout=httpx.Timeout(config["GROQ_TIMEOUT_SECONDS"], connect=10.0),
-                http_client=httpx.Client(
-                    limits=httpx.Limits(
-                        max_connections=config["GROQ_HTTP_MAX_CONNECTIONS"],
-                        max_keepalive_connections=config["GROQ_HTTP_KEEPALIVE_CONNECTIONS"],
-                    ),
-                    timeout=httpx.Timeout(config["GROQ_TIMEOUT_SECONDS"], connect=10.0),
-                ),
-            )
-            _client_key = key
-        return _client
+        held = current_app.extensions.get("groq")
+        if held is None or held[0] != key:
+            held = (key, _new_client(config, api_key))
+            current_app.extensions["groq"] = held
+        return held[1]
+
+
+def _new_client(config, api_key: str) -> groq.Groq:
+    return groq.Groq(
+        api_key=api_key,
+        base_url=config.get("GROQ_BASE_URL") or None,
+        max_retries=0,
+        timeout=httpx.Timeout(config["GROQ_TIMEOUT_SECONDS"], connect=10.0),
+        http_client=httpx.Client(
+            limits=httpx.Limits(
+                max_connections=config["GROQ_HTTP_MAX_CONNECTIONS"],
+                max_keepalive_connections=config["GROQ_HTTP_KEEPALIVE_CONNECTIONS"],
+            ),
+            timeout=httpx.Timeout(config["GROQ_TIMEOUT_SECONDS"], connect=10.0),
+        ),
+    )
 
 
 CHAT_COMPLETIONS_PATH = "/openai/v1/chat/completions"
