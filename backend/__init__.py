@@ -58,7 +58,9 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
 
     register_jwt_callbacks(jwt)
     register_fresh_token_header(app)
-    for name in API_MODULES:
+    # /private/... (backend/api/private.py) exists on a developer's machine only.
+    local_modules = ("private",) if app.config["ENVIRONMENT"] == "local" else ()
+    for name in (*API_MODULES, *local_modules):
         module = importlib.import_module(f"backend.api.{name}")
         smorest_api.register_blueprint(module.blp, url_prefix="/api/v1" + module.URL_PREFIX)
     from backend.api.parsing import register_body_limits

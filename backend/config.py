@@ -219,6 +219,19 @@ class Config:
     # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
     METRICS_TOKEN = _env("METRICS_TOKEN")
 
+    # Uploaded images (avatars, workspace profile images; backend/services/media.py): files
+    # under MEDIA_ROOT served by the app at /media/, or, with MEDIA_S3_BUCKET set, objects
+    # in that bucket of an S3-compatible store. The *_PUBLIC_BASE_URL settings say where
+    # visitors' browsers fetch them (a CDN, the bucket's public address).
+    MEDIA_ROOT = _env("MEDIA_ROOT", str(INSTANCE_DIR / "media"))
+    MEDIA_PUBLIC_BASE_URL = _env("MEDIA_PUBLIC_BASE_URL")
+    MEDIA_S3_BUCKET = _env("MEDIA_S3_BUCKET")
+    MEDIA_S3_ENDPOINT_URL = _env("MEDIA_S3_ENDPOINT_URL")
+    MEDIA_S3_ACCESS_KEY_ID = _env("MEDIA_S3_ACCESS_KEY_ID")
+    MEDIA_S3_SECRET_ACCESS_KEY = _env("MEDIA_S3_SECRET_ACCESS_KEY")
+    MEDIA_S3_REGION = _env("MEDIA_S3_REGION", "us-east-1")
+    MEDIA_S3_PUBLIC_BASE_URL = _env("MEDIA_S3_PUBLIC_BASE_URL")
+
     # Email
     SMTP_HOST = _env("SMTP_HOST")
     SMTP_PORT = _int("SMTP_PORT", 587)
@@ -297,6 +310,9 @@ class TestConfig(Config):
     RATELIMIT_STORAGE_URI = REDIS_URL
     RATELIMIT_ENABLED = False
     SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
+    # Uploads in tests never land in the project's instance/ directory.
+    MEDIA_ROOT = str(Path(tempfile.gettempdir()) / "app-test-media")
+    MEDIA_S3_BUCKET = None
     # The cheapest argon2 parameters: tests create hundreds of users; the hash stays real.
     PASSWORD_HASH_TIME_COST = 1
     PASSWORD_HASH_MEMORY_COST = 8

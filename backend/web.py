@@ -1,4 +1,5 @@
-"""Routes outside the JSON API (the visitor demo page, the metrics endpoint), and the
+"""Routes outside the JSON API (the visitor demo page, uploaded images under /media/, the
+metrics endpoint), and the
 security headers every response carries."""
 
 import hmac
@@ -7,10 +8,12 @@ from pathlib import Path
 from flask import Flask, Response, current_app, render_template, request, send_from_directory
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from werkzeug.exceptions import NotFound
 
 from backend import metrics
 from backend.errors import Unauthorized, not_found
 from backend.services.chat import active_workspace
+from backend.services.media import CACHE_CONTROL, CONTENT_TYPES, MEDIA_URL_PATH
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 CHAT_ASSETS = {"chat.js", "chat.css"}
@@ -51,13 +54,34 @@ def register_web(app: Flask) -> None:
     def chat_page(handle: str):
         workspace = active_workspace(handle)
         html = render_template(
-            "chat.html", handle=workspace.handle, title=workspace.public_name or workspace.name
+            "chat.html",
+            handle=workspace.handle,
+            title=workspace.public_name or workspace.name,
+            image_url=workspace.profile_image_url,
         )
         response = Response(html, content_type="text/html; charset=utf-8")
         response.headers["Content-Security-Policy"] = CHAT_CSP
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get(MEDIA_URL_PATH + "/<path:key>")
+    def media_file(key: str):
+        """Uploaded images kept in MEDIA_ROOT (local storage). Names are content hashes, so
+        a file never changes: browsers and proxies may keep it for a year."""
+        extension = key.rsplit(".", 1)[-1]
+        if current_app.config.get("MEDIA_S3_BUCKET") or extension not in CONTENT_TYPES:
+            raise not_found("File")
+        try:
+            response = send_from_directory(
+                current_app.config["MEDIA_ROOT"], key, mimetype=CONTENT_TYPES[extension], max_age=None
+            )
+        except NotFound as exc:  # werkzeug's HTML 404 -> the API's JSON one
+            raise not_found("File") from exc
+        response.headers["Cache-Control"] = CACHE_CONTROL
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
         return response
 
     @app.get("/static/chat/<name>")

@@ -3,6 +3,7 @@
 from flask.views import MethodView
 
 from backend.api.access import authenticated, me
+from backend.api.messages import ConversationMessages
 from backend.api.parsing import Blueprint
 from backend.schemas.common import MessageSchema
 from backend.schemas.conversation import (
@@ -12,6 +13,7 @@ from backend.schemas.conversation import (
     ConversationUpdateSchema,
     OwnerConversationCreateSchema,
 )
+from backend.schemas.message import LoggedMessageCreateSchema, MessagePublicSchema
 from backend.services import conversations
 from backend.services.workspaces import get_accessible_workspace
 
@@ -61,3 +63,20 @@ class ConversationItem(MethodView):
         """Delete a conversation with its messages and runs."""
         conversations.delete_conversation(conversations.get_accessible_conversation(me(), conversation_id))
         return {"message": "Conversation deleted successfully"}
+
+
+@blp.route("/<conversation_id>/messages")
+class ConversationMessageLog(ConversationMessages):
+    """GET lists the messages as GET /messages/conversations/{id} does; POST logs any role."""
+
+    @authenticated
+    @blp.arguments(LoggedMessageCreateSchema)
+    @blp.response(201, MessagePublicSchema)
+    def post(self, data, conversation_id: str):
+        """Log a message of the conversation (any channel): role `user`, `assistant` or `owner`,
+        optionally with its original `timestamp`. No agent run is started.
+
+        Imported history goes oldest first: a `timestamp` that is not later than the
+        conversation's latest message is a 409 (messages keep one strict order)."""
+        conversation = conversations.get_accessible_conversation(me(), conversation_id)
+        return conversations.log_message(conversation, data["role"], data["content"], data.get("timestamp"))

@@ -19,9 +19,7 @@ class ConversationMessages(MethodView):
     @blp.response(200, MessagePageSchema)
     def get(self, args, conversation_id: str):
         """List a conversation's messages, oldest first."""
-        conversation = conversations.get_accessible_conversation(me(), conversation_id)
-        items, count = conversations.list_messages(conversation, args["skip"], args["limit"])
-        return {"data": items, "count": count}
+        return conversations.message_page(me(), conversation_id, args["skip"], args["limit"])
 
     @authenticated
     @blp.arguments(OwnerMessageCreateSchema)

@@ -125,6 +125,9 @@ CONFLICTS = {
     ("post", "/api/v1/connectors/workspaces/{workspace_id}"): "Another connector became active meanwhile.",
     ("patch", "/api/v1/connectors/{connector_id}"): "Another connector became active meanwhile.",
     ("post", "/api/v1/connectors/{connector_id}/activate"): "Another connector became active meanwhile.",
+    ("post", "/api/v1/conversations/{conversation_id}/messages"): (
+        "The timestamp is not later than the conversation's latest message."
+    ),
     ("patch", "/api/v1/users/me"): "The email belongs to another user.",
     ("patch", "/api/v1/users/{user_id}"): "The email belongs to another user.",
     ("post", "/api/v1/public/conversations/{conversation_id}/messages"): (
@@ -135,6 +138,13 @@ CONFLICTS = {
     ),
 }
 
+# Image uploads (multipart/form-data, backend/services/media.py): their own size limit, and
+# 415 for an image of another type than JPEG, PNG or WebP.
+IMAGE_UPLOAD_RESPONSES = {
+    "413": _error("The image is over 5 MB."),
+    "415": _error("An image of another type than JPEG, PNG or WebP."),
+}
+IMAGE_UPLOAD_PATHS = ("/api/v1/users/me/avatar", "/api/v1/workspaces/{workspace_id}/profile-image")
 STREAM_PATH = f"{VISITOR_ROUTE_PREFIX}/stream"
 # Facts a route's decorators cannot state: inputs the view reads by hand, other media types.
 EXTRAS = {
@@ -142,6 +152,7 @@ EXTRAS = {
     ("post", "/api/v1/login/access-token"): {"responses": {"400": "BadRequest"}},
     # workspace_handle names no active workspace: 404 "Workspace not found".
     ("post", "/api/v1/public/conversations"): {"responses": {"404": "NotFound"}},
+    **{("post", path): {"responses": IMAGE_UPLOAD_RESPONSES} for path in IMAGE_UPLOAD_PATHS},
     ("get", STREAM_PATH): {
         "parameters": [
             {

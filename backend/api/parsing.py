@@ -7,7 +7,8 @@ The parser adds to webargs' Flask parser, for every body and query string:
 - a body in another format on a JSON route -> 415;
 - every string (JSON keys and values, query and form values) checked against the
   storable-text rule (backend/rules/text.py) -> 422 naming the field;
-- and, for every request, a chunked body that reaches MAX_CONTENT_LENGTH -> 413.
+- and, for every request, a chunked body that reaches MAX_CONTENT_LENGTH (or the view's own
+  `body_limit`) -> 413.
 Not a Blueprint module (no `blp`).
 """
 
@@ -15,7 +16,7 @@ import json
 import math
 
 import flask_smorest
-from flask import Flask, request
+from flask import Flask, current_app, request
 from marshmallow import ValidationError
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -103,7 +104,26 @@ def refuse_oversized_chunked_bodies() -> None:
         raise RequestEntityTooLarge()
 
 
+def body_limit(limit: int):
+    """Lets a view read bodies of up to `limit` bytes instead of MAX_CONTENT_LENGTH (image
+    uploads). Goes right under `@blp.route`; the limit is set before the body is read."""
+
+    def decorator(view):
+        view.max_content_length = limit
+        return view
+
+    return decorator
+
+
+def apply_view_body_limit() -> None:
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    limit = getattr(view, "max_content_length", None)
+    if isinstance(limit, int):
+        request.max_content_length = limit
+
+
 def register_body_limits(app: Flask) -> None:
+    app.before_request(apply_view_body_limit)
     app.before_request(refuse_oversized_chunked_bodies)
 
 

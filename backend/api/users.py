@@ -3,9 +3,9 @@
 import uuid
 
 from backend.api.access import authenticated, me
-from backend.api.parsing import Blueprint
+from backend.api.parsing import Blueprint, body_limit
 from backend.errors import Forbidden
-from backend.schemas.common import MessageSchema, PageArgsSchema
+from backend.schemas.common import MessageSchema, PageArgsSchema, upload_schema
 from backend.schemas.user import (
     UpdatePasswordSchema,
     UserCreateSchema,
@@ -15,6 +15,7 @@ from backend.schemas.user import (
     UserUpdateMeSchema,
     UserUpdateSchema,
 )
+from backend.services import media
 from backend.services import users as user_service
 
 URL_PREFIX = "/users"
@@ -57,6 +58,22 @@ def read_user_me():
 def update_user_me(data):
     """Update the current user's email and profile."""
     return user_service.update_user(me(), data, acting_user=me())
+
+
+AvatarUploadSchema = upload_schema("avatar", media.UPLOAD_DESCRIPTION)
+
+
+@blp.route("/me/avatar", methods=["POST"])
+@body_limit(media.UPLOAD_BODY_LIMIT)
+@authenticated
+@blp.arguments(AvatarUploadSchema, location="files")
+@blp.response(200, UserPublicSchema)
+def upload_avatar_me(files):
+    """Upload the current user's avatar (multipart field `avatar`); sets `avatar_url`.
+
+    JPEG, PNG or WebP up to 5 MB; stored re-encoded, without metadata, at most 1024 px a side.
+    The previous avatar is deleted."""
+    return user_service.set_avatar(me(), files["avatar"])
 
 
 @blp.route("/me/password", methods=["PATCH"])

@@ -7,8 +7,12 @@ from marshmallow import Schema, fields
 from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
+from backend.api.access import authenticated
 from backend.api.parsing import Blueprint
 from backend.extensions import db, redis_client
+from backend.schemas.common import MessageSchema
+from backend.schemas.user import TestEmailArgsSchema
+from backend.services import email as email_service
 
 URL_PREFIX = "/utils"
 blp = Blueprint("utils", __name__, description="Health check and utilities.")
@@ -55,6 +59,18 @@ def health_check():
     response = jsonify(body)
     response.status_code = 503
     return response
+
+
+@blp.route("/test-email/", methods=["POST"])
+@authenticated(superuser=True)
+@blp.arguments(TestEmailArgsSchema, location="query")
+@blp.response(201, MessageSchema)
+def test_email(args):
+    """Send a test email to `email_to` (superuser only), through the same path as every email."""
+    if not email_service.emails_enabled():
+        return {"message": "Emails are not configured (SMTP_HOST is not set): nothing was sent"}
+    email_service.send_in_background(email_service.send_test_email, args["email_to"])
+    return {"message": "Test email sent"}
 
 
 def _serve_swagger_ui(filename: str):

@@ -3,8 +3,8 @@
 from flask.views import MethodView
 
 from backend.api.access import authenticated, me
-from backend.api.parsing import Blueprint
-from backend.schemas.common import MessageSchema, PageArgsSchema
+from backend.api.parsing import Blueprint, body_limit
+from backend.schemas.common import MessageSchema, PageArgsSchema, upload_schema
 from backend.schemas.workspace import (
     AnalyticsArgsSchema,
     AnalyticsSchema,
@@ -13,7 +13,7 @@ from backend.schemas.workspace import (
     WorkspacePublicSchema,
     WorkspaceUpdateSchema,
 )
-from backend.services import analytics, workspaces
+from backend.services import analytics, media, workspaces
 
 URL_PREFIX = "/workspaces"
 blp = Blueprint("workspaces", __name__, description="Workspaces (one per owner).")
@@ -69,6 +69,22 @@ class WorkspaceItem(MethodView):
         workspace = workspaces.get_accessible_workspace(me(), workspace_id)
         workspaces.delete_workspace(workspace)
         return {"message": "Workspace deleted successfully"}
+
+
+ImageUploadSchema = upload_schema("image", media.UPLOAD_DESCRIPTION)
+
+
+@blp.route("/<workspace_id>/profile-image", methods=["POST"])
+@body_limit(media.UPLOAD_BODY_LIMIT)
+@authenticated
+@blp.arguments(ImageUploadSchema, location="files")
+@blp.response(200, WorkspacePublicSchema)
+def upload_profile_image(files, workspace_id: str):
+    """Upload the workspace's profile image (multipart field `image`); sets `profile_image_url`,
+    shown on the public profile. JPEG, PNG or WebP up to 5 MB; stored re-encoded, without
+    metadata, at most 1024 px a side. The previous image is deleted."""
+    workspace = workspaces.get_accessible_workspace(me(), workspace_id)
+    return workspaces.set_profile_image(workspace, files["image"])
 
 
 @blp.route("/<workspace_id>/analytics")

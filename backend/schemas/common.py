@@ -93,3 +93,14 @@ def not_blank(value: str | None) -> None:
     """Rejects strings that are empty once trimmed (a name made of spaces is no name)."""
     if value is not None and not value.strip():
         raise ValidationError("Must not be blank.")
+
+
+def upload_schema(field: str, description: str) -> type[Schema]:
+    """A multipart/form-data body carrying one required file part named `field`."""
+    from flask_smorest.fields import Upload
+
+    return type(
+        f"{field.capitalize()}UploadSchema",
+        (BaseSchema,),
+        {field: Upload(required=True, metadata={"description": description})},
+    )

@@ -88,12 +88,23 @@ class UserRegisterSchema(BaseSchema):
 
 
 class UserCreateSchema(ProfileFieldsSchema):
-    """What a superuser may set when creating a user."""
+    """What a superuser may set when creating a user. Without `password`, the user is
+    emailed a link to choose one (an invitation)."""
 
     email = _email(required=True)
-    password = _password(required=True)
+    password = _password(
+        metadata={"description": "Leave out to invite: the user gets an email to set a password."}
+    )
     is_active = fields.Boolean(load_default=True)
     is_superuser = fields.Boolean(load_default=False)
+
+
+class PrivateUserCreateSchema(BaseSchema):
+    """POST /private/users/ (ENVIRONMENT=local only)."""
+
+    email = _email(required=True)
+    full_name = _text(255)
+    password = _password()
 
 
 class UserUpdateMeSchema(ProfileFieldsSchema):
@@ -107,6 +118,10 @@ class UserUpdateSchema(ProfileFieldsSchema):
     password = _password()
     is_active = fields.Boolean()
     is_superuser = fields.Boolean()
+
+
+class TestEmailArgsSchema(BaseSchema):
+    email_to = _email(required=True)
 
 
 class UpdatePasswordSchema(BaseSchema):

@@ -124,11 +124,34 @@ def list_messages(conversation: Conversation, skip: int, limit: int) -> tuple[li
     )
 
 
+def message_page(user: User, conversation_id: uuid.UUID | str, skip: int, limit: int) -> dict:
+    """`{data, count}` of a conversation's messages, oldest first (both owner routes)."""
+    items, count = list_messages(get_accessible_conversation(user, conversation_id), skip, limit)
+    return {"data": items, "count": count}
+
+
 def post_owner_message(conversation: Conversation, content: str) -> ConversationMessage:
     """Appends an owner message under the conversation's row lock, commits, and shows it
     to a visitor who is watching the conversation's event stream."""
     locked = lock_conversation(conversation.id)
     message = append_message(locked, "owner", content.strip())
+    db.session.commit()
+    publish_message(conversation.id, message)
+    return message
+
+
+def log_message(
+    conversation: Conversation, role: str, content: str, timestamp: datetime | None = None
+) -> ConversationMessage:
+    """Logs a message of the conversation as the business recorded it (any channel, any
+    role, optionally with its original timestamp); no agent run is started. Shown, like an
+    owner message, to a visitor watching the conversation's event stream."""
+    locked = lock_conversation(conversation.id)
+    try:
+        message = append_message(locked, role, content.strip(), timestamp=timestamp)
+    except Exception:
+        db.session.rollback()
+        raise
     db.session.commit()
     publish_message(conversation.id, message)
     return message

@@ -48,18 +48,44 @@ def reset_password_link(token: str) -> str:
     return f"{current_app.config['FRONTEND_HOST'].rstrip('/')}/reset-password?{urlencode({'token': token})}"
 
 
-def send_reset_password_email(email: str, token: str, full_name: str | None = None) -> bool:
+def _link_context(email: str, token: str, full_name: str | None) -> dict:
+    """What the emails carrying a set-password link show."""
     config = current_app.config
-    context = {
+    return {
         "project_name": config["PROJECT_NAME"],
         "email": email,
         "full_name": full_name,
         "link": reset_password_link(token),
         "valid_hours": int(config["EMAIL_RESET_TOKEN_EXPIRE"].total_seconds() // 3600),
     }
+
+
+def send_reset_password_email(email: str, token: str, full_name: str | None = None) -> bool:
+    config = current_app.config
+    context = _link_context(email, token, full_name)
     subject = f"{config['PROJECT_NAME']} - Password recovery for user {email}"
     html = render_template("email/reset_password.html", **context)
     text = render_template("email/reset_password.txt", **context)
+    return send_email(email, subject, html, text)
+
+
+def send_new_account_email(email: str, token: str, full_name: str | None = None) -> bool:
+    """The invitation of an account created without a password: a link to choose one (the
+    password-reset link, single use and expiring)."""
+    config = current_app.config
+    context = _link_context(email, token, full_name)
+    subject = f"{config['PROJECT_NAME']} - New account for user {email}"
+    html = render_template("email/new_account.html", **context)
+    text = render_template("email/new_account.txt", **context)
+    return send_email(email, subject, html, text)
+
+
+def send_test_email(email: str) -> bool:
+    config = current_app.config
+    context = {"project_name": config["PROJECT_NAME"]}
+    subject = f"{config['PROJECT_NAME']} - Test email"
+    html = render_template("email/test_email.html", **context)
+    text = render_template("email/test_email.txt", **context)
     return send_email(email, subject, html, text)
 
 

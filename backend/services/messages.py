@@ -3,14 +3,16 @@
 Every message gets a timestamp strictly later than the conversation's previous
 one, taken while the conversation row is locked, so `since` paging (exclusive)
 never skips or repeats a message even when two arrive in the same microsecond.
+A message imported with its original timestamp keeps it, and is refused (409)
+unless it is later than the conversation's last message.
 """
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from backend.errors import not_found
+from backend.errors import Conflict, not_found
 from backend.extensions import db
 from backend.models import Conversation, ConversationMessage
 from backend.models.types import utcnow
@@ -37,11 +39,23 @@ def append_message(
     idempotency_key: str | None = None,
     run_id: uuid.UUID | None = None,
     meta: dict | None = None,
+    timestamp: datetime | None = None,
 ) -> ConversationMessage:
-    """Adds a message to a conversation the caller has locked; the caller commits."""
+    """Adds a message to a conversation the caller has locked; the caller commits.
+
+    `timestamp` (a message imported from another channel) is kept as given, so it must
+    be later than the conversation's last message (last_message_at, which deletes never
+    rewind): an earlier one is a 409, never a reordering of what readers have seen."""
     now = utcnow()
     previous = conversation.last_message_at
-    timestamp = now if previous is None or now > previous else previous + ONE_MICROSECOND
+    if timestamp is not None:
+        if previous is not None and timestamp <= previous:
+            raise Conflict(
+                "timestamp must be later than the conversation's latest message "
+                f"({previous.isoformat()}): log imported messages oldest first"
+            )
+    else:
+        timestamp = now if previous is None or now > previous else previous + ONE_MICROSECOND
     message = ConversationMessage(
         id=message_id or uuid.uuid4(),
         conversation_id=conversation.id,

@@ -9,6 +9,7 @@
   first, so two superusers demoting each other at once cannot both succeed.
 """
 
+import secrets
 import uuid
 
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from backend.auth import tokens_revoked
 from backend.errors import BadRequest, Conflict, Forbidden, NotFound
 from backend.extensions import db
-from backend.models import User
+from backend.models import User, Workspace
 from backend.rules.identity import normalize_email
 from backend.rules.text import is_storable_text
 from backend.security import (
@@ -28,6 +29,7 @@ from backend.security import (
     verify_password,
 )
 from backend.services import email as email_service
+from backend.services import media
 from backend.services.pagination import page
 
 DUPLICATE_SIGNUP = "The user with this email already exists in the system"
@@ -75,14 +77,25 @@ def list_users(skip: int, limit: int) -> tuple[list[User], int]:
 
 
 def create_user(data: dict) -> User:
-    """Creates a user from validated fields (`password` in clear); duplicates are a 400."""
+    """Creates a user from validated fields (`password` in clear); duplicates are a 400.
+
+    Without a password (a superuser inviting someone) the account gets a random one nobody
+    knows, and an email with a link to choose a password: the password-reset link, so it
+    works once and expires like one."""
     data = dict(data)
     if get_by_email(data["email"]) is not None:
         raise BadRequest(DUPLICATE_SIGNUP)
-    user = User(hashed_password=hash_password(data.pop("password")), social_links={})
+    password = data.pop("password", None)
+    invited = password is None
+    user = User(hashed_password=hash_password(password or secrets.token_urlsafe(32)), social_links={})
     _apply(user, data)
     db.session.add(user)
     _commit(BadRequest(DUPLICATE_SIGNUP))
+    if invited:
+        token = create_password_reset_token(user)
+        email_service.send_in_background(
+            email_service.send_new_account_email, user.email, token, user.full_name
+        )
     return user
 
 
@@ -141,14 +154,27 @@ def _keep_an_active_superuser(user: User) -> None:
 
 
 def delete_user(user: User, acting_user: User) -> None:
-    """Deletes the account; the database cascades to its workspace and everything in it."""
+    """Deletes the account; the database cascades to its workspace and everything in it.
+    Its avatar and its workspace's profile image are deleted from storage afterwards."""
     if user.id == acting_user.id and user.is_superuser:
         raise Forbidden(SELF_DELETION)
     _keep_an_active_superuser(user)
+    workspace_images = db.session.execute(
+        select(Workspace.id, Workspace.profile_image_url).where(Workspace.owner_id == user.id)
+    ).all()
+    images = [(user.avatar_url, "users", user.id)]
+    images += [(url, "workspaces", workspace_id) for workspace_id, url in workspace_images]
     db.session.delete(user)
     db.session.commit()
     # Rows removed by ON DELETE CASCADE may still sit in the identity map.
     db.session.expire_all()
+    for url, kind, owner_id in images:
+        media.delete_url(url, kind, owner_id)
+
+
+def set_avatar(user: User, upload) -> User:
+    """Stores an uploaded image as the user's avatar; the previous one is deleted."""
+    return media.replace_image(user, "avatar_url", "users", upload, "avatar")
 
 
 def request_password_recovery(email: str) -> None:

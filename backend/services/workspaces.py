@@ -14,6 +14,7 @@ from backend.extensions import db
 from backend.models import Conversation, SchedulingConnector, User, Workspace, WorkspaceService
 from backend.rules.folding import to_ascii
 from backend.rules.handles import HANDLE_MAX, HANDLE_MIN, RESERVED_HANDLES
+from backend.services import media
 from backend.services.pagination import page
 
 DEFAULTS = {"name": "My Workspace", "type": "individual", "tone": "professional", "timezone": "UTC"}
@@ -148,7 +149,13 @@ def _insert(owner_id: uuid.UUID, email: str, values: dict, *, handle: str | None
     raise Conflict("Could not allocate a workspace handle, please retry")
 
 
+def set_profile_image(workspace: Workspace, upload) -> Workspace:
+    """Stores an uploaded image as the workspace's profile image; the previous one is deleted."""
+    return media.replace_image(workspace, "profile_image_url", "workspaces", upload, "image")
+
+
 def update_workspace(workspace: Workspace, data: dict) -> Workspace:
+    previous_image = workspace.profile_image_url
     handle = data.get("handle")
     if handle is not None and handle != workspace.handle and _handle_taken(handle, workspace.id):
         raise Conflict(f"Handle '{handle}' is already taken")
@@ -159,6 +166,8 @@ def update_workspace(workspace: Workspace, data: dict) -> Workspace:
     except IntegrityError as exc:
         db.session.rollback()
         raise Conflict(f"Handle '{handle}' is already taken") from exc
+    if workspace.profile_image_url != previous_image:
+        media.delete_url(previous_image, "workspaces", workspace.id)  # replaced by a link, or cleared
     return workspace
 
 
@@ -180,5 +189,7 @@ def delete_workspace(workspace: Workspace) -> None:
         raise BadRequest(
             "Workspace still has " + ", ".join(present) + ": delete them before deleting the workspace"
         )
+    image, workspace_id = workspace.profile_image_url, workspace.id
     db.session.delete(workspace)
     db.session.commit()
+    media.delete_url(image, "workspaces", workspace_id)

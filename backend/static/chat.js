@@ -78,6 +78,14 @@
     try { return new URL(value).protocol === "https:"; } catch (e) { return false; }
   }
 
+  // Images: https anywhere, or this site's own /media/ files (local storage over http).
+  function isShownImageUrl(value) {
+    try {
+      var url = new URL(value, window.location.href);
+      return url.protocol === "https:" || url.origin === window.location.origin;
+    } catch (e) { return false; }
+  }
+
   function showNotice(text) {
     els.notice.textContent = text;
     els.notice.hidden = !text;
@@ -116,7 +124,7 @@
     document.title = "Chat with " + (profile.public_name || handle);
     els.subtitle.textContent = profile.subtitle || "";
     els.description.textContent = profile.description || "";
-    if (profile.profile_image_url && isHttpsUrl(profile.profile_image_url)) {
+    if (profile.profile_image_url && isShownImageUrl(profile.profile_image_url)) {
       els.image.src = profile.profile_image_url;
       els.image.hidden = false;
     }

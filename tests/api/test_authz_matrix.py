@@ -6,10 +6,12 @@ runs it against its own fresh copy: the owner and a superuser succeed, another
 owner gets 403 "Not your workspace", an anonymous caller 401.
 """
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from PIL import Image
 
 from tests.factories import (
     auth_headers,
@@ -46,6 +48,8 @@ class Row:
     ok: int = 200
     # Overrides of the default expectations, per role: (status, detail or None).
     expect: dict = field(default_factory=dict)
+    # The body is multipart/form-data fields (files as (stream, filename)), not JSON.
+    multipart: bool = False
 
     def expected(self, role: str) -> tuple[int, str | None]:
         default = {"owner": (self.ok, None), "superuser": (self.ok, None), "other": NOT_YOURS}
@@ -77,6 +81,21 @@ def conversation(prefix="conversations", body=None):
     return setup
 
 
+def tiny_png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def profile_image(owner):
+    url = f"{API}/workspaces/{make_workspace(owner).id}/profile-image"
+    return url, {"image": (io.BytesIO(tiny_png()), "profile.png")}
+
+
+def conversation_messages(body=None):
+    return lambda owner: (f"{API}/conversations/{make_conversation(make_workspace(owner)).id}/messages", body)
+
+
 def message(owner):
     return f"{API}/messages/{make_message(make_conversation(make_workspace(owner))).id}", None
 
@@ -101,6 +120,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("DELETE", f"{API}/workspaces/<workspace_id>"): Row(ws()),
     ("GET", f"{API}/workspaces/<workspace_id>/analytics"): Row(ws("/analytics")),
+    ("POST", f"{API}/workspaces/<workspace_id>/profile-image"): Row(profile_image, multipart=True),
     ("GET", f"{API}/workspace-services/workspaces/<workspace_id>"): Row(in_workspace("workspace-services")),
     ("POST", f"{API}/workspace-services/workspaces/<workspace_id>"): Row(
         in_workspace("workspace-services", {"name": "Haircut", "starting_price": "10.00"}), ok=201
@@ -124,6 +144,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", f"{API}/conversations/<conversation_id>"): Row(conversation()),
     ("PATCH", f"{API}/conversations/<conversation_id>"): Row(conversation(body={"status": "closed"})),
     ("DELETE", f"{API}/conversations/<conversation_id>"): Row(conversation()),
+    ("GET", f"{API}/conversations/<conversation_id>/messages"): Row(conversation_messages()),
+    ("POST", f"{API}/conversations/<conversation_id>/messages"): Row(
+        conversation_messages({"role": "user", "content": "Is Friday free?"}), ok=201
+    ),
     ("GET", f"{API}/messages/conversations/<conversation_id>"): Row(conversation("messages/conversations")),
     ("POST", f"{API}/messages/conversations/<conversation_id>"): Row(
         conversation("messages/conversations", {"content": "On my way"}), ok=201
@@ -163,7 +187,12 @@ def test_authorization(client, key, role):
         "anonymous": lambda: {},
         "superuser": lambda: auth_headers(make_user(is_superuser=True)),
     }[role]()
-    response = client.open(url, method=method, json=body, headers=headers)
+    if row.multipart:
+        response = client.open(
+            url, method=method, data=body, headers=headers, content_type="multipart/form-data"
+        )
+    else:
+        response = client.open(url, method=method, json=body, headers=headers)
     status, detail = row.expected(role)
     assert response.status_code == status, response.json
     if detail is not None:
