@@ -75,88 +75,106 @@ def record_events_published(count: int) -> None:
         log.warning("metrics: could not record published events", exc_info=True)
 
 
-# --- Active SSE streams -------------------------------------------------------
-# Each process owns one Redis key holding its current count, rewritten at every
-# open/close and at scrape. Its TTL outlives the longest stream (SSE_MAX_SECONDS
-# plus slack), so a process that died without closing its streams stops counting
-# once the key expires, while a live process refreshes it at least that often.
-
-_sse_lock = threading.Lock()
-_sse_local = 0
-
-
-def _process_key() -> str:
-    return f"{SSE_KEY_PREFIX}{socket.gethostname()}:{os.getpid()}"
+# --- Per-app state ------------------------------------------------------------
+# Open SSE streams: each process owns one Redis key holding its current count, rewritten
+# at every open/close and at scrape. Its TTL outlives the longest stream (SSE_MAX_SECONDS
+# plus slack), so a process that died without closing its streams stops counting once the
+# key expires, while a live process refreshes it at least that often.
+# HTTP requests: counted in process memory and flushed to Redis at most every few seconds,
+# so a request costs no Redis round trip; the tail of a dying process may be lost.
 
 
-def _sse_ttl_seconds() -> int:
-    try:
-        config = current_app.config
-        return int(config["SSE_MAX_SECONDS"] + 2 * config["SSE_HEARTBEAT_SECONDS"] + 60)
-    except (RuntimeError, KeyError):
-        return 420
+class AppMetrics:
+    """One app's in-process metric state (app.extensions["metrics"]); usable outside a
+    request, e.g. from an SSE response's generator."""
+
+    def __init__(self, app) -> None:
+        config = app.config
+        self.redis = app.extensions["redis"].client
+        self.sse_ttl = int(config["SSE_MAX_SECONDS"] + 2 * config["SSE_HEARTBEAT_SECONDS"] + 60)
+        self.sse_key = f"{SSE_KEY_PREFIX}{socket.gethostname()}:{os.getpid()}"
+        self.sse_open = 0
+        self._sse_lock = threading.Lock()
+        self._http_lock = threading.Lock()
+        self._http_pending: dict[str, int] = {}
+        self._http_last_flush = time.monotonic()
+        self._brokers: dict[str, object] = {}
+
+    def sse_stream_opened(self) -> None:
+        self._sse_change(+1)
+
+    def sse_stream_closed(self) -> None:
+        self._sse_change(-1)
+
+    def _sse_change(self, delta: int) -> None:
+        with self._sse_lock:
+            self.sse_open = max(self.sse_open + delta, 0)
+            count = self.sse_open
+        self.publish_sse(count)
+
+    def publish_sse(self, count: int) -> None:
+        try:
+            if count > 0:
+                self.redis.set(self.sse_key, count, ex=self.sse_ttl)
+            else:
+                self.redis.delete(self.sse_key)
+        except Exception:  # noqa: BLE001
+            log.warning("metrics: could not publish the SSE stream count", exc_info=True)
+
+    def record_http_request(self, method: str, status: int) -> None:
+        field = f"{method} {status}"
+        with self._http_lock:
+            self._http_pending[field] = self._http_pending.get(field, 0) + 1
+            if time.monotonic() - self._http_last_flush < HTTP_FLUSH_SECONDS:
+                return
+        self.flush_http_requests()
+
+    def flush_http_requests(self) -> None:
+        with self._http_lock:
+            pending = dict(self._http_pending)
+            self._http_pending.clear()
+            self._http_last_flush = time.monotonic()
+        if not pending:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for field, count in pending.items():
+                pipe.hincrby(HTTP_KEY, field, count)
+            pipe.execute()
+        except Exception:  # noqa: BLE001
+            log.warning("metrics: could not flush HTTP request counts", exc_info=True)
+
+    def broker_client(self, config):
+        """The broker's Redis: the app's client when it is REDIS_URL, else one of its own."""
+        url = config["CELERY_BROKER_URL"]
+        if url == config["REDIS_URL"]:
+            return self.redis
+        if url not in self._brokers:
+            import redis
+
+            self._brokers[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return self._brokers[url]
 
 
-def _sse_publish(count: int) -> None:
-    try:
-        if count > 0:
-            redis_client().set(_process_key(), count, ex=_sse_ttl_seconds())
-        else:
-            redis_client().delete(_process_key())
-    except Exception:  # noqa: BLE001
-        log.warning("metrics: could not publish the SSE stream count", exc_info=True)
-
-
-def _sse_change(delta: int) -> None:
-    global _sse_local
-    with _sse_lock:
-        _sse_local = max(_sse_local + delta, 0)
-        count = _sse_local
-    _sse_publish(count)
+def for_app() -> AppMetrics:
+    """The current app's metric state."""
+    return current_app.extensions["metrics"]
 
 
 def sse_stream_opened() -> None:
-    _sse_change(+1)
+    for_app().sse_stream_opened()
 
 
 def sse_stream_closed() -> None:
-    _sse_change(-1)
-
-
-# --- HTTP requests ------------------------------------------------------------
-# Counted in process memory and flushed to Redis at most every few seconds, so a
-# request costs no Redis round trip; the tail of a dying process may be lost.
-
-_http_lock = threading.Lock()
-_http_pending: dict[str, int] = {}
-_http_last_flush = time.monotonic()
+    for_app().sse_stream_closed()
 
 
 def record_http_request(method: str, status: int) -> None:
-    global _http_last_flush
-    field = f"{method} {status}"
-    with _http_lock:
-        _http_pending[field] = _http_pending.get(field, 0) + 1
-        if time.monotonic() - _http_last_flush < HTTP_FLUSH_SECONDS:
-            return
-    flush_http_requests()
+    for_app().record_http_request(method, status)
 
 
 def flush_http_requests() -> None:
-    global _http_last_flush
-    with _http_lock:
-        pending = dict(_http_pending)
-        _http_pending.clear()
-        _http_last_flush = time.monotonic()
-    if not pending:
-        return
-    try:
-        pipe = redis_client().pipeline(transaction=False)
-        for field, count in pending.items():
-            pipe.hincrby(HTTP_KEY, field, count)
-        pipe.execute()
-    except Exception:  # noqa: BLE001
-        log.warning("metrics: could not flush HTTP request counts", exc_info=True)
+    for_app().flush_http_requests()
 
 
 # --- Collection ---------------------------------------------------------------
@@ -200,9 +218,10 @@ class AssistantCollector(Collector):
     def _from_redis(self):
         up = GaugeMetricFamily("assistant_metrics_redis_up", "1 when the metrics store (Redis) answered.")
         try:
-            flush_http_requests()
-            _sse_publish(_sse_local)
-            client = redis_client()
+            state = self.app.extensions["metrics"]
+            state.flush_http_requests()
+            state.publish_sse(state.sse_open)
+            client = state.redis
             pipe = client.pipeline(transaction=False)
             for key in (RUNS_KEY, COUNTERS_KEY, HTTP_KEY, DURATION_KEY, TTFT_KEY):
                 pipe.hgetall(key)
@@ -266,7 +285,7 @@ class AssistantCollector(Collector):
             "assistant_queue_unacked", "Tasks reserved by workers and not yet acknowledged."
         )
         try:
-            lengths = _queue_lengths(_broker_client(config), queues)
+            lengths = _queue_lengths(self.app.extensions["metrics"].broker_client(config), queues)
         except Exception as exc:  # noqa: BLE001
             log.warning("metrics: broker unavailable at scrape: %s", exc)
             return
@@ -296,22 +315,9 @@ class AssistantCollector(Collector):
         yield gauge
 
 
-_broker_clients: dict[str, object] = {}
-
-
-def _broker_client(config):
-    """The broker's Redis: the shared client when it is REDIS_URL, else one of its own."""
-    url = config["CELERY_BROKER_URL"]
-    if url == config["REDIS_URL"]:
-        return redis_client()
-    if url not in _broker_clients:
-        import redis
-
-        _broker_clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-    return _broker_clients[url]
-
-
 def build_registry(app) -> CollectorRegistry:
+    """Gives the app its metric state (AppMetrics) and returns the registry /metrics serves."""
+    app.extensions["metrics"] = AppMetrics(app)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AssistantCollector(app))
     return registry

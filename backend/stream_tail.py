@@ -181,9 +181,13 @@ def sse_events(
     heartbeat: float,
     max_seconds: float,
     first_event: str | None = None,
+    gauge: metrics.AppMetrics | None = None,
 ):
-    """Yields SSE text from `cursor` on; a `: ping` comment after `heartbeat` idle seconds."""
-    metrics.sse_stream_opened()
+    """Yields SSE text from `cursor` on; a `: ping` comment after `heartbeat` idle seconds.
+    `gauge` (the app's metric state; the generator runs outside the app context) counts
+    the open stream."""
+    if gauge is not None:
+        gauge.sse_stream_opened()
     sub = hub.subscribe(key, cursor)
     last = parse_id(cursor)
     try:
@@ -212,4 +216,5 @@ def sse_events(
                 last_sent = time.monotonic()
     finally:
         hub.unsubscribe(sub)
-        metrics.sse_stream_closed()
+        if gauge is not None:
+            gauge.sse_stream_closed()

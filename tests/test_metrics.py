@@ -30,9 +30,9 @@ def value(samples: dict, name: str, **labels) -> float:
 
 
 @pytest.fixture(autouse=True)
-def _no_open_streams():
+def _no_open_streams(app):
     yield
-    while metrics._sse_local:
+    while app.extensions["metrics"].sse_open:
         metrics.sse_stream_closed()
 
 
@@ -130,9 +130,10 @@ def test_http_requests_are_counted_by_method_and_status(client):
     assert delta(method="GET", status="200") >= 1
 
 
-def test_recording_never_raises_and_scrape_answers_without_redis(client, monkeypatch, caplog):
+def test_recording_never_raises_and_scrape_answers_without_redis(app, client, monkeypatch, caplog):
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
     monkeypatch.setattr(metrics, "redis_client", lambda: dead)
+    monkeypatch.setattr(app.extensions["metrics"], "redis", dead)
     metrics.record_run_finished("completed", 1.0, 0.1, False)
     metrics.record_events_published(3)
     metrics.sse_stream_opened()

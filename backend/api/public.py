@@ -2,6 +2,7 @@
 
 from flask import Response, current_app, request
 
+from backend import metrics
 from backend.api.access import visitor
 from backend.api.parsing import Blueprint
 from backend.api.rate_limits import spend_message_budget
@@ -120,6 +121,7 @@ def stream(conversation_id):
         config["SSE_HEARTBEAT_SECONDS"],
         config["SSE_MAX_SECONDS"],
         first_event=first,
+        gauge=metrics.for_app(),
     )
     return Response(
         events,
