@@ -6,8 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from backend.config import Config
-from backend.extensions import api as smorest_api
-from backend.extensions import celery_init_app, db, jwt, limiter, migrate, redis_clients
+from backend.extensions import ApiWithJsonErrors, celery_init_app, db, jwt, limiter, migrate, redis_clients
 
 # Each module under backend/api/ exposes `blp`, a flask-smorest Blueprint.
 API_MODULES = (
@@ -52,7 +51,8 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
     init_hub(app)
     if app.config["BACKEND_CORS_ORIGINS"]:
         CORS(app, origins=app.config["BACKEND_CORS_ORIGINS"], supports_credentials=True)
-    smorest_api.init_app(app)
+    # Each app has its own Api (and OpenAPI document), kept by flask-smorest in app.extensions.
+    smorest_api = ApiWithJsonErrors(app)
 
     from backend.auth import register_fresh_token_header, register_jwt_callbacks
 

@@ -1,4 +1,5 @@
-"""Unbound Flask extensions, bound to an app by create_app()."""
+"""Unbound Flask extensions, bound to an app by create_app() (which builds each app its own
+ApiWithJsonErrors)."""
 
 import redis
 from apispec.ext.marshmallow import MarshmallowPlugin
@@ -45,9 +46,6 @@ class ApiWithJsonErrors(Api):
         from backend.errors import http_error_response
 
         return http_error_response(error)
-
-
-api = ApiWithJsonErrors()
 
 
 class RedisClients:

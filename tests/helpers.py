@@ -7,7 +7,6 @@ from flask import Flask
 
 from backend import create_app
 from backend.config import TestConfig
-from backend.extensions import api as smorest_api
 from backend.extensions import db, limiter, redis_clients
 
 LOGIN = "/api/v1/login/access-token"
@@ -29,12 +28,11 @@ def free_port() -> int:
 def build_app(app: Flask, **overrides):
     """A second app built from TestConfig plus `overrides`.
 
-    Its SSE hub is its own (app.extensions) and is stopped afterwards. create_app()
-    rebinds process-wide extension state (the Redis clients, the limiter's switch, the
-    OpenAPI spec, Celery's default app); all of it is put back to the session `app`
-    afterwards, so later tests see what they expect.
+    Its Api (OpenAPI document) and SSE hub are its own; the hub is stopped afterwards.
+    create_app() rebinds process-wide extension state (the Redis clients, the limiter's
+    switch, Celery's default app); that is put back to the session `app` afterwards, so
+    later tests see what they expect.
     """
-    saved_spec = (smorest_api._app, smorest_api.config, smorest_api.spec)
     other = create_app(type("OverriddenConfig", (TestConfig,), overrides))
     try:
         yield other
@@ -43,7 +41,6 @@ def build_app(app: Flask, **overrides):
             db.engine.dispose()
         other.extensions["sse_hub"].stop()
         redis_clients.init_app(app)
-        smorest_api._app, smorest_api.config, smorest_api.spec = saved_spec
         limiter.init_app(app)
         app.extensions["celery"].set_default()
 
