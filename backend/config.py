@@ -272,16 +272,29 @@ class Config:
         """Refuses to start a deployment with a guessable secret; in local/test, an unset
         or well-known SECRET_KEY is replaced by one nobody can guess."""
         if self.ENVIRONMENT in DEVELOPMENT_ENVIRONMENTS:
-            if not self.SECRET_KEY or well_known(self.SECRET_KEY):
-                if self.SECRET_KEY:
-                    logging.getLogger(__name__).warning("SECRET_KEY is well known: using a generated key")
-                # Locally the key is kept, so tokens survive a restart; tests need no file.
-                self.SECRET_KEY = (
-                    local_secret_key(Path(self.SECRET_KEY_FILE))
-                    if self.ENVIRONMENT == "local"
-                    else secrets.token_urlsafe(48)
-                )
+            self._use_a_development_key()
             return
+        problems = self.deployment_problems()
+        if problems:
+            raise RuntimeError(
+                f"Refusing to start with ENVIRONMENT={self.ENVIRONMENT} (set ENVIRONMENT=local on a "
+                "development machine):\n- " + "\n- ".join(problems)
+            )
+
+    def _use_a_development_key(self) -> None:
+        if self.SECRET_KEY and not well_known(self.SECRET_KEY):
+            return
+        if self.SECRET_KEY:
+            logging.getLogger(__name__).warning("SECRET_KEY is well known: using a generated key")
+        # Locally the key is kept, so tokens survive a restart; tests need no file.
+        self.SECRET_KEY = (
+            local_secret_key(Path(self.SECRET_KEY_FILE))
+            if self.ENVIRONMENT == "local"
+            else secrets.token_urlsafe(48)
+        )
+
+    def deployment_problems(self) -> list[str]:
+        """Why this configuration cannot run a deployment (empty when it can)."""
         problems = []
         problem = secret_key_problem(self.SECRET_KEY)
         if problem is not None:
@@ -294,11 +307,7 @@ class Config:
                 "FIRST_SUPERUSER_PASSWORD is a well-known value (like the default "
                 f'"{DEFAULT_SUPERUSER_PASSWORD}"): set a strong password'
             )
-        if problems:
-            raise RuntimeError(
-                f"Refusing to start with ENVIRONMENT={self.ENVIRONMENT} (set ENVIRONMENT=local on a "
-                "development machine):\n- " + "\n- ".join(problems)
-            )
+        return problems
 
 
 class TestConfig(Config):

@@ -114,20 +114,25 @@ DEFAULT_DETAILS = {
 def http_error_response(error: HTTPException):
     status = error.code or 500
     data = getattr(error, "data", None) or {}
-    headers = {}
     if status == 422 and "messages" in data:
         return error_response(422, "Validation error", _flatten_webargs_messages(data["messages"]))
     if status == 429:
         return _rate_limited_response()
-    if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+    headers = {}
+    if status == 405 and getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
+    return error_response(status, _http_error_detail(error, status, data), headers=headers)
+
+
+def _http_error_detail(error: HTTPException, status: int, data: dict) -> str:
+    """The view's own message, else ours for the status, else Werkzeug's description."""
     detail = data.get("message") if isinstance(data.get("message"), str) else None
     # webargs reports an unparsable body as messages={"json": ["Invalid JSON body."]}.
     if status == 400 and detail is None and "JSON" in (error.description or "") + str(data.get("messages")):
         detail = "Malformed JSON body"
     if detail is None:
         detail = DEFAULT_DETAILS.get(status) or (error.description or error.name)
-    return error_response(status, detail, headers=headers)
+    return detail
 
 
 def too_many_requests(reset_at: float) -> AppError:

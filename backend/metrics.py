@@ -218,16 +218,7 @@ class AssistantCollector(Collector):
     def _from_redis(self):
         up = GaugeMetricFamily("assistant_metrics_redis_up", "1 when the metrics store (Redis) answered.")
         try:
-            state = self.app.extensions["metrics"]
-            state.flush_http_requests()
-            state.publish_sse(state.sse_open)
-            client = state.redis
-            pipe = client.pipeline(transaction=False)
-            for key in (RUNS_KEY, COUNTERS_KEY, HTTP_KEY, DURATION_KEY, TTFT_KEY):
-                pipe.hgetall(key)
-            runs, counters, http, duration, ttft = pipe.execute()
-            sse_keys = list(client.scan_iter(match=SSE_KEY_PREFIX + "*", count=500))
-            sse_total = sum(int(v or 0) for v in client.mget(sse_keys)) if sse_keys else 0
+            stored = self._read_redis()
         except Exception as exc:  # noqa: BLE001  (a scrape must still answer)
             log.warning("metrics: Redis unavailable at scrape: %s", exc)
             up.add_metric([], 0)
@@ -235,45 +226,22 @@ class AssistantCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
+        yield from _redis_families(*stored)
 
-        family = CounterMetricFamily(
-            "assistant_runs", "Finished agent runs by final status.", labels=["status"]
-        )
-        for status, count in sorted(runs.items()):
-            family.add_metric([status], int(count))
-        yield family
-        yield _histogram(
-            "assistant_run_duration_seconds",
-            "Agent run duration, start to finish.",
-            duration,
-            DURATION_BUCKETS,
-        )
-        yield _histogram(
-            "assistant_run_ttft_seconds",
-            "Time from run start to the first streamed text.",
-            ttft,
-            TTFT_BUCKETS,
-        )
-        yield CounterMetricFamily(
-            "assistant_degraded_replies",
-            "Replies built from workspace data because the LLM failed.",
-            value=int(counters.get("degraded_replies", 0)),
-        )
-        yield CounterMetricFamily(
-            "assistant_stream_events_published",
-            "Events published to conversation streams.",
-            value=int(counters.get("events_published", 0)),
-        )
-        yield GaugeMetricFamily(
-            "assistant_sse_streams_active", "Open SSE connections across all web processes.", value=sse_total
-        )
-        requests = CounterMetricFamily(
-            "assistant_http_requests", "HTTP requests by method and status.", labels=["method", "status"]
-        )
-        for field, count in sorted(http.items()):
-            method, _, status = field.partition(" ")
-            requests.add_metric([method, status], int(count))
-        yield requests
+    def _read_redis(self) -> tuple:
+        """Flushes this app's counts, then reads every process's aggregates in one round trip
+        (plus the SSE keys): (runs, counters, http, duration, ttft, sse_total)."""
+        state = self.app.extensions["metrics"]
+        state.flush_http_requests()
+        state.publish_sse(state.sse_open)
+        client = state.redis
+        pipe = client.pipeline(transaction=False)
+        for key in (RUNS_KEY, COUNTERS_KEY, HTTP_KEY, DURATION_KEY, TTFT_KEY):
+            pipe.hgetall(key)
+        runs, counters, http, duration, ttft = pipe.execute()
+        sse_keys = list(client.scan_iter(match=SSE_KEY_PREFIX + "*", count=500))
+        sse_total = sum(int(v or 0) for v in client.mget(sse_keys)) if sse_keys else 0
+        return runs, counters, http, duration, ttft, sse_total
 
     def _from_broker(self):
         config = self.app.config
@@ -313,6 +281,46 @@ class AssistantCollector(Collector):
         for status, count in sorted(rows):
             gauge.add_metric([status], count)
         yield gauge
+
+
+def _redis_families(runs, counters, http, duration, ttft, sse_total):
+    """The metric families read back from Redis."""
+    family = CounterMetricFamily("assistant_runs", "Finished agent runs by final status.", labels=["status"])
+    for status, count in sorted(runs.items()):
+        family.add_metric([status], int(count))
+    yield family
+    yield _histogram(
+        "assistant_run_duration_seconds",
+        "Agent run duration, start to finish.",
+        duration,
+        DURATION_BUCKETS,
+    )
+    yield _histogram(
+        "assistant_run_ttft_seconds",
+        "Time from run start to the first streamed text.",
+        ttft,
+        TTFT_BUCKETS,
+    )
+    yield CounterMetricFamily(
+        "assistant_degraded_replies",
+        "Replies built from workspace data because the LLM failed.",
+        value=int(counters.get("degraded_replies", 0)),
+    )
+    yield CounterMetricFamily(
+        "assistant_stream_events_published",
+        "Events published to conversation streams.",
+        value=int(counters.get("events_published", 0)),
+    )
+    yield GaugeMetricFamily(
+        "assistant_sse_streams_active", "Open SSE connections across all web processes.", value=sse_total
+    )
+    requests = CounterMetricFamily(
+        "assistant_http_requests", "HTTP requests by method and status.", labels=["method", "status"]
+    )
+    for field, count in sorted(http.items()):
+        method, _, status = field.partition(" ")
+        requests.add_metric([method, status], int(count))
+    yield requests
 
 
 def build_registry(app) -> CollectorRegistry:

@@ -253,11 +253,7 @@ def execute_run(run_id: uuid.UUID) -> None:
         return
     step_log = run_log(claim.run_id, claim.conversation_id, claim.workspace_id)
     step_log.info("run.started", extra={"attempt": claim.attempt})
-    config = current_app.config
-    ctx = load_agent_context(claim.workspace_id)
-    history = load_history(claim, config["AGENT_HISTORY_MESSAGES"])
-    messages = build_chat_messages(ctx, history, datetime.now(UTC))
-    db.session.close()  # no connection held while the model streams
+    ctx, messages = _prepare(claim)
     publisher = RunPublisher(
         claim.conversation_id,
         claim.run_id,
@@ -268,19 +264,38 @@ def execute_run(run_id: uuid.UUID) -> None:
     runs.record_first_event(claim.run_id, publisher.message_start())
     generation = Generation(ctx, messages, publisher)
     try:
-        with RunWatch(
-            claim.run_id,
-            config["RUN_HEARTBEAT_SECONDS"],
-            config["RUN_CANCEL_POLL_SECONDS"],
-            generation.interrupt,
-        ):
-            outcome = generation.run()
+        outcome = _generate_watched(claim, generation)
         finished = dispatch.finish(claim.run_id, claim.conversation_id, outcome, publisher)
     finally:
         publisher.close()
+    _report(step_log, generation, outcome, finished)
+
+
+def _prepare(claim: runs.ClaimedRun) -> tuple[AgentContext, list[dict]]:
+    """The workspace's facts and the chat messages; no connection is held afterwards."""
+    ctx = load_agent_context(claim.workspace_id)
+    history = load_history(claim, current_app.config["AGENT_HISTORY_MESSAGES"])
+    messages = build_chat_messages(ctx, history, datetime.now(UTC))
+    db.session.close()  # no connection held while the model streams
+    return ctx, messages
+
+
+def _generate_watched(claim: runs.ClaimedRun, generation: Generation) -> runs.Outcome:
+    """The generation, with the run's heartbeat kept and its cancel flag watched."""
+    config = current_app.config
+    with RunWatch(
+        claim.run_id,
+        config["RUN_HEARTBEAT_SECONDS"],
+        config["RUN_CANCEL_POLL_SECONDS"],
+        generation.interrupt,
+    ):
+        return generation.run()
+
+
+def _report(step_log, generation: Generation, outcome: runs.Outcome, finished: bool) -> None:
     duration = time.monotonic() - generation.started
     metrics.record_run_finished(outcome.status, duration, generation.ttft, outcome.degraded)
-    metrics.record_events_published(publisher.count)
+    metrics.record_events_published(generation.publisher.count)
     step_log.info(
         "run.finished",
         extra={
