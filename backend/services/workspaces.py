@@ -14,10 +14,11 @@ from backend.extensions import db
 from backend.models import Conversation, SchedulingConnector, User, Workspace, WorkspaceService
 from backend.rules.folding import to_ascii
 from backend.rules.handles import HANDLE_MAX, HANDLE_MIN, RESERVED_HANDLES
+from backend.rules.tones import DEFAULT_TONE
 from backend.services import media
 from backend.services.pagination import page
 
-DEFAULTS = {"name": "My Workspace", "type": "individual", "tone": "professional", "timezone": "UTC"}
+DEFAULTS = {"name": "My Workspace", "type": "individual", "tone": DEFAULT_TONE, "timezone": "UTC"}
 # Room for a "-<n>" collision suffix inside the 63-character limit.
 _BASE_MAX = HANDLE_MAX - 6
 _CREATE_ATTEMPTS = 5
