@@ -48,6 +48,21 @@ class ApiWithJsonErrors(Api):
         return http_error_response(error)
 
 
+def blocking_redis(url: str, max_connections: int, **options) -> redis.Redis:
+    """A client whose pool blocks past `max_connections`: a caller waits for a free connection
+    (cooperatively under gevent) instead of failing or opening more."""
+    return redis.Redis(
+        connection_pool=redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=20,
+            decode_responses=True,
+            socket_timeout=10,
+            **options,
+        )
+    )
+
+
 class RedisClients:
     """One pooled Redis client per process, configured from REDIS_URL, for short
     commands. (Blocking stream reads have their own connection: backend/stream_tail.py.)"""
@@ -56,19 +71,8 @@ class RedisClients:
         self.client: redis.Redis | None = None
 
     def init_app(self, app: Flask) -> None:
-        url = app.config["REDIS_URL"]
-        size = app.config["REDIS_MAX_CONNECTIONS"]
-        # Blocking pools: past `size` connections a caller waits for a free one
-        # (cooperatively under gevent) instead of failing or opening more.
-        self.client = redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=size,
-                timeout=20,
-                decode_responses=True,
-                socket_timeout=10,
-                socket_connect_timeout=5,
-            )
+        self.client = blocking_redis(
+            app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"], socket_connect_timeout=5
         )
         app.extensions["redis"] = self
 

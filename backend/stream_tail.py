@@ -19,6 +19,7 @@ import redis
 from flask import Flask, current_app
 
 from backend import metrics
+from backend.extensions import blocking_redis
 from backend.streams import ZERO_ID, parse_id
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,7 @@ class StreamHub:
         self._reader = redis.Redis.from_url(
             redis_url, decode_responses=True, socket_timeout=block_ms / 1000 + 10
         )
-        self._short = redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(
-                redis_url,
-                max_connections=max_connections,
-                timeout=20,
-                decode_responses=True,
-                socket_timeout=10,
-            )
-        )
+        self._short = blocking_redis(redis_url, max_connections)
         self._clients = (self._reader, self._short)
         self._lock = threading.Lock()
         self._subs: dict[str, set[Subscription]] = {}

@@ -2,9 +2,9 @@
 
 import uuid
 
-from backend.extensions import db
 from backend.models import User, Workspace, WorkspaceService
 from backend.services.pagination import page
+from backend.services.rows import delete_row, save_new, update_fields
 from backend.services.workspaces import get_owned
 
 
@@ -23,19 +23,12 @@ def get_accessible_service(user: User, service_id: uuid.UUID | str) -> Workspace
 
 
 def create_service(workspace: Workspace, data: dict) -> WorkspaceService:
-    service = WorkspaceService(workspace_id=workspace.id, **data)
-    db.session.add(service)
-    db.session.commit()
-    return service
+    return save_new(WorkspaceService(workspace_id=workspace.id, **data))
 
 
 def update_service(service: WorkspaceService, data: dict) -> WorkspaceService:
-    for key, value in data.items():
-        setattr(service, key, value)
-    db.session.commit()
-    return service
+    return update_fields(service, data)
 
 
 def delete_service(service: WorkspaceService) -> None:
-    db.session.delete(service)
-    db.session.commit()
+    delete_row(service)

@@ -19,6 +19,7 @@ from backend.extensions import db
 from backend.models import SchedulingConnector, User, Workspace
 from backend.rules.connectors import config_problems
 from backend.services.pagination import page
+from backend.services.rows import delete_row
 from backend.services.workspaces import get_owned
 
 ALREADY_ACTIVE = "Another connector of this workspace is already active"
@@ -96,5 +97,4 @@ def deactivate_connector(connector: SchedulingConnector) -> SchedulingConnector:
 
 
 def delete_connector(connector: SchedulingConnector) -> None:
-    db.session.delete(connector)
-    db.session.commit()
+    delete_row(connector)

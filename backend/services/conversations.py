@@ -18,6 +18,7 @@ from backend.extensions import db, redis_client
 from backend.models import Conversation, ConversationMessage, User, Workspace
 from backend.services.messages import append_message, lock_conversation
 from backend.services.pagination import page
+from backend.services.rows import save_new, update_fields
 from backend.services.workspaces import check_owner, get_owned, parse_id
 from backend.streams import publish_message, stream_key
 
@@ -92,17 +93,11 @@ def get_accessible_conversation(user: User, conversation_id: uuid.UUID | str) ->
 
 def create_conversation(workspace: Workspace, data: dict) -> Conversation:
     """An owner-created conversation: no visitor token (only the public flow issues one)."""
-    conversation = Conversation(workspace_id=workspace.id, **data)
-    db.session.add(conversation)
-    db.session.commit()
-    return conversation
+    return save_new(Conversation(workspace_id=workspace.id, **data))
 
 
 def update_conversation(conversation: Conversation, data: dict) -> Conversation:
-    for key, value in data.items():
-        setattr(conversation, key, value)
-    db.session.commit()
-    return conversation
+    return update_fields(conversation, data)
 
 
 def delete_conversation(conversation: Conversation) -> None:
