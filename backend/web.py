@@ -36,59 +36,65 @@ def register_web(app: Flask) -> None:
         metrics.record_http_request(_method_label(), response.status_code)
         return response
 
-    @app.after_request
-    def _security_headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        if response.mimetype == "text/html":  # the chat page, Swagger UI
-            for name, value in FRAME_DENIAL.items():
-                response.headers.setdefault(name, value)
-        return response
+    app.after_request(_security_headers)
 
     @app.get("/metrics")
     def prometheus_metrics():
         _require_metrics_token()
         return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
-    @app.get("/chat/<handle>")
-    def chat_page(handle: str):
-        workspace = active_workspace(handle)
-        html = render_template(
-            "chat.html",
-            handle=workspace.handle,
-            title=workspace.public_name or workspace.name,
-            image_url=workspace.profile_image_url,
+    app.get("/chat/<handle>")(chat_page)
+    app.get(MEDIA_URL_PATH + "/<path:key>")(media_file)
+    app.get("/static/chat/<name>")(chat_asset)
+
+
+def _security_headers(response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if response.mimetype == "text/html":  # the chat page, Swagger UI
+        for name, value in FRAME_DENIAL.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+def chat_page(handle: str):
+    workspace = active_workspace(handle)
+    html = render_template(
+        "chat.html",
+        handle=workspace.handle,
+        title=workspace.public_name or workspace.name,
+        image_url=workspace.profile_image_url,
+    )
+    response = Response(html, content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = CHAT_CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def media_file(key: str):
+    """Uploaded images kept in MEDIA_ROOT (local storage). Names are content hashes, so
+    a file never changes: browsers and proxies may keep it for a year."""
+    extension = key.rsplit(".", 1)[-1]
+    if current_app.config.get("MEDIA_S3_BUCKET") or extension not in CONTENT_TYPES:
+        raise not_found("File")
+    try:
+        response = send_from_directory(
+            current_app.config["MEDIA_ROOT"], key, mimetype=CONTENT_TYPES[extension], max_age=None
         )
-        response = Response(html, content_type="text/html; charset=utf-8")
-        response.headers["Content-Security-Policy"] = CHAT_CSP
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    except NotFound as exc:  # werkzeug's HTML 404 -> the API's JSON one
+        raise not_found("File") from exc
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
-    @app.get(MEDIA_URL_PATH + "/<path:key>")
-    def media_file(key: str):
-        """Uploaded images kept in MEDIA_ROOT (local storage). Names are content hashes, so
-        a file never changes: browsers and proxies may keep it for a year."""
-        extension = key.rsplit(".", 1)[-1]
-        if current_app.config.get("MEDIA_S3_BUCKET") or extension not in CONTENT_TYPES:
-            raise not_found("File")
-        try:
-            response = send_from_directory(
-                current_app.config["MEDIA_ROOT"], key, mimetype=CONTENT_TYPES[extension], max_age=None
-            )
-        except NotFound as exc:  # werkzeug's HTML 404 -> the API's JSON one
-            raise not_found("File") from exc
-        response.headers["Cache-Control"] = CACHE_CONTROL
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-        return response
 
-    @app.get("/static/chat/<name>")
-    def chat_asset(name: str):
-        if name not in CHAT_ASSETS:
-            raise not_found("File")
-        return send_from_directory(STATIC_DIR, name, max_age=300)
+def chat_asset(name: str):
+    if name not in CHAT_ASSETS:
+        raise not_found("File")
+    return send_from_directory(STATIC_DIR, name, max_age=300)
 
 
 def _require_metrics_token() -> None:

@@ -255,30 +255,14 @@ class DocumentedResponses(BasePlugin):
         responses.pop("default", None)
         self._restore_query_parameters(operation, func)
         extra = EXTRAS.get((method, path), {})
-        parameters = operation.setdefault("parameters", [])
-        for parameter in extra.get("parameters", []):
-            _add_parameter(parameters, copy.deepcopy(parameter))
-
-        add = {}
-        if any(BEARER_SCHEME in requirement for requirement in operation.get("security", [])):
-            add.update(BEARER_RESPONSES)
+        bearer = any(BEARER_SCHEME in requirement for requirement in operation.get("security", []))
+        parameters = _complete_parameters(path, operation, extra)
+        add = dict(BEARER_RESPONSES) if bearer else {}
         if path.startswith(VISITOR_ROUTE_PREFIX):
-            # The token is a credential: documented as security schemes, not as a parameter.
-            operation["parameters"] = parameters = [
-                p for p in parameters if p.get("name") not in ("X-Visitor-Token", "visitor_token")
-            ]
-            operation["security"] = [{name: []} for name in VISITOR_SCHEMES]
             add["401"] = "VisitorUnauthorized"
         if rule is not None and rule.arguments:
             add["404"] = "NotFound"
-        body = operation.get("requestBody")
-        if body is not None:
-            add.update({"413": "PayloadTooLarge", "422": "ValidationError"})
-            if "application/json" in body.get("content", {}):
-                # The parser answers 400 to a malformed JSON body and 415 to another format
-                # (a form route reads any other format as an empty form: 422).
-                add.update({"400": "BadRequest", "415": "UnsupportedMediaType"})
-            body["required"] = self._body_has_required_field(body)
+        self._complete_body(operation, add)
         if any(p.get("in") == "query" for p in parameters):
             add["422"] = "ValidationError"
         if func is not None and _is_rate_limited(func):
@@ -288,20 +272,22 @@ class DocumentedResponses(BasePlugin):
         add.update(copy.deepcopy(extra.get("responses", {})))
         if not parameters:
             operation.pop("parameters", None)
-
-        for status, response in add.items():
-            # A route's own success response stays; error references (strings) are replaced.
-            if isinstance(response, dict) or isinstance(responses.get(status, ""), str):
-                responses[status] = response
-        for status, response in list(responses.items()):
-            # flask-smorest's own error references (e.g. 422 from @blp.arguments) use our names.
-            if isinstance(response, str) and response in HTTPStatus.__members__:
-                responses[status] = _component_for(int(status)) or response
-        operation["responses"] = dict(sorted(responses.items()))
+        operation["responses"] = _merged_responses(responses, add)
         if (method, path) in CONFLICTS:
             operation.setdefault("description", "")
             note = f"409: {CONFLICTS[(method, path)]}"
             operation["description"] = f"{operation['description']}\n\n{note}".strip()
+
+    def _complete_body(self, operation: dict, add: dict) -> None:
+        body = operation.get("requestBody")
+        if body is None:
+            return
+        add.update({"413": "PayloadTooLarge", "422": "ValidationError"})
+        if "application/json" in body.get("content", {}):
+            # The parser answers 400 to a malformed JSON body and 415 to another format
+            # (a form route reads any other format as an empty form: 422).
+            add.update({"400": "BadRequest", "415": "UnsupportedMediaType"})
+        body["required"] = self._body_has_required_field(body)
 
     def _restore_query_parameters(self, operation: dict, func) -> None:
         """A manual `@blp.doc(parameters=[...])` replaces the parameters flask-smorest made from
@@ -324,6 +310,32 @@ class DocumentedResponses(BasePlugin):
             if schema.get("required"):
                 return True
         return False
+
+
+def _complete_parameters(path: str, operation: dict, extra: dict) -> list:
+    """The operation's parameters with the route's extra ones; a visitor route's token is a
+    credential, documented as security schemes, not as a parameter."""
+    parameters = operation.setdefault("parameters", [])
+    for parameter in extra.get("parameters", []):
+        _add_parameter(parameters, copy.deepcopy(parameter))
+    if path.startswith(VISITOR_ROUTE_PREFIX):
+        operation["parameters"] = parameters = [
+            p for p in parameters if p.get("name") not in ("X-Visitor-Token", "visitor_token")
+        ]
+        operation["security"] = [{name: []} for name in VISITOR_SCHEMES]
+    return parameters
+
+
+def _merged_responses(responses: dict, add: dict) -> dict:
+    for status, response in add.items():
+        # A route's own success response stays; error references (strings) are replaced.
+        if isinstance(response, dict) or isinstance(responses.get(status, ""), str):
+            responses[status] = response
+    for status, response in list(responses.items()):
+        # flask-smorest's own error references (e.g. 422 from @blp.arguments) use our names.
+        if isinstance(response, str) and response in HTTPStatus.__members__:
+            responses[status] = _component_for(int(status)) or response
+    return dict(sorted(responses.items()))
 
 
 def _add_parameter(parameters: list, parameter: dict) -> None:
