@@ -66,7 +66,7 @@ def not_found(thing: str) -> NotFound:
 
 
 def error_response(status: int, detail: str, errors: dict | None = None, headers: dict | None = None):
-    body = {"detail": detail}
+    body: dict[str, object] = {"detail": detail}
     if errors is not None:
         body["errors"] = errors
     response = jsonify(body)
@@ -119,8 +119,9 @@ def http_error_response(error: HTTPException):
     if status == 429:
         return _rate_limited_response()
     headers = {}
-    if status == 405 and getattr(error, "valid_methods", None):
-        headers["Allow"] = ", ".join(error.valid_methods)
+    valid_methods = getattr(error, "valid_methods", None) if status == 405 else None
+    if valid_methods:
+        headers["Allow"] = ", ".join(valid_methods)
     return error_response(status, _http_error_detail(error, status, data), headers=headers)
 
 

@@ -145,7 +145,7 @@ class RunLogAdapter(logging.LoggerAdapter):
     """Merges the run's ids with each call's own `extra` (3.11's adapter would drop the latter)."""
 
     def process(self, msg, kwargs):
-        kwargs["extra"] = {**self.extra, **(kwargs.get("extra") or {})}
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
         return msg, kwargs
 
 

@@ -8,6 +8,7 @@ password it has.
 
 import os
 from decimal import Decimal
+from typing import Any
 
 import click
 from flask.cli import with_appcontext
@@ -122,7 +123,7 @@ Initial evaluations are in person.
 **Languages:** English and Spanish.
 """
 
-SERVICES = (
+SERVICES: tuple[dict[str, Any], ...] = (
     {
         "name": "Initial evaluation",
         "description": "A full assessment of your problem, a diagnosis, hands-on treatment and a home plan.",

@@ -14,15 +14,23 @@ import queue
 import threading
 import time
 import uuid
+from typing import cast
 
 import redis
 from flask import Flask, current_app
 
 from backend import metrics
 from backend.extensions import blocking_redis
-from backend.streams import ZERO_ID, parse_id
+from backend.streams import ZERO_ID, StreamEntry, parse_id
 
 log = logging.getLogger(__name__)
+
+
+def _read_reply(reply: object) -> list[tuple[str, list[StreamEntry]]]:
+    """An XREAD reply: (key, entries) for each stream with new entries, None at the timeout.
+    redis-py types it for both settings of decode_responses and for RESP3's map; the hub's
+    reader decodes and speaks RESP2 (lists)."""
+    return cast(list[tuple[str, list[StreamEntry]]], reply or [])
 
 
 class Subscription:
@@ -129,12 +137,14 @@ class StreamHub:
                 continue
             streams[self._wake_key] = self._wake_cursor
             try:
-                result = self._reader.xread(streams, count=self.batch, block=self.block_ms)
+                # redis-py asks for a dict of its own key and id unions, which a dict[str, str]
+                # is not (dict is invariant), though it is exactly what XREAD takes.
+                result = self._reader.xread(streams, count=self.batch, block=self.block_ms)  # type: ignore[arg-type]
             except redis.RedisError:
                 log.exception("stream hub read failed; retrying")
                 time.sleep(0.5)
                 continue
-            for key, entries in result or []:
+            for key, entries in _read_reply(result):
                 if key == self._wake_key:
                     self._wake_cursor = entries[-1][0]
                     continue

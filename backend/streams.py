@@ -11,6 +11,7 @@ import re
 import threading
 import time
 import uuid
+from typing import cast
 
 from flask import current_app
 
@@ -50,13 +51,24 @@ def id_before(entry_id: str) -> str:
     return f"{ms - 1}-18446744073709551615" if ms > 0 else ZERO_ID
 
 
+# A stream entry as the app's clients return it (they decode replies): its id and its fields.
+StreamEntry = tuple[str, dict[str, str]]
+
+
+def stream_entries(reply: object) -> list[StreamEntry]:
+    """The entries of an XRANGE/XREVRANGE reply. redis-py types it for both settings of
+    decode_responses (bytes or str) and as optional; the app's clients decode, and Redis
+    answers a range with a list, empty when nothing matches."""
+    return cast(list[StreamEntry], reply)
+
+
 def encode(data: dict) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def last_entry_id(conversation_id) -> str:
     """The id of the newest entry: a cursor that means "from now on"."""
-    entries = redis_client().xrevrange(stream_key(conversation_id), count=1)
+    entries = stream_entries(redis_client().xrevrange(stream_key(conversation_id), count=1))
     return entries[0][0] if entries else ZERO_ID
 
 
@@ -73,7 +85,9 @@ def cursor_is_lost(conversation_id, cursor: str) -> bool:
         raise
     first = info.get("first-entry")
     trimmed = int(info.get("entries-added", 0)) > int(info.get("length", 0))
-    return bool(first) and trimmed and parse_id(cursor) < parse_id(first[0])
+    if not first or not trimmed:
+        return False
+    return parse_id(cursor) < parse_id(first[0])
 
 
 def append_entries(
@@ -144,6 +158,7 @@ class RunPublisher:
             backlog = len(self._pending)
         if backlog % self.YIELD_EVERY == 0:
             time.sleep(0)
+        return None  # batched: the entry's id is known once the writer has written it
 
     def _write_loop(self) -> None:
         while True:
@@ -250,7 +265,7 @@ def run_text_so_far(conversation_id, run_id, first_event_id: str | None) -> str:
     start = first_event_id or "-"
     run = str(run_id)
     parts = []
-    for _entry_id, fields in redis_client().xrange(stream_key(conversation_id), min=start):
+    for _entry_id, fields in stream_entries(redis_client().xrange(stream_key(conversation_id), min=start)):
         if fields.get("e") == "delta":
             data = json.loads(fields["d"])
             if data.get("run_id") == run:

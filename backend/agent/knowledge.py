@@ -34,7 +34,8 @@ def select_knowledge(kb: str, query: str, max_chars: int) -> str:
     scores = index.get_scores(query_tokens)
     # Best score first; equal scores keep the KB's own order, so the result is deterministic.
     ranked = sorted(range(len(chunks)), key=lambda i: (-float(scores[i]), i))
-    chosen, used = [], 0
+    chosen: list[int] = []
+    used = 0
     for i in ranked:
         cost = len(chunks[i]) + (len(SEPARATOR) if chosen else 0)
         if used + cost <= max_chars:
@@ -97,7 +98,8 @@ def _cut_point(text: str, limit: int) -> int:
 
 
 def _leading_that_fit(chunks: tuple[str, ...], max_chars: int) -> list[str]:
-    out, used = [], 0
+    out: list[str] = []
+    used = 0
     for chunk in chunks:
         cost = len(chunk) + (len(SEPARATOR) if out else 0)
         if used + cost > max_chars:

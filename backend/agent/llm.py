@@ -125,7 +125,7 @@ def classify_error(exc: Exception) -> LLMUnavailable:
     return LLMUnavailable("llm_error", f"The model call failed ({type(exc).__name__})")
 
 
-def is_tool_use_failed(exc: Exception) -> bool:
+def is_tool_use_failed(exc: BaseException | None) -> bool:
     if not isinstance(exc, groq.BadRequestError):
         return False
     body = exc.body if isinstance(exc.body, dict) else {}

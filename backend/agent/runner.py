@@ -14,6 +14,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import groq
 from flask import current_app
 from sqlalchemy import case, func, select
 
@@ -45,7 +46,7 @@ def load_history(claim: runs.ClaimedRun, limit: int) -> list[HistoryItem]:
     placed by the time of the message it answers (its run's created_at), right
     after that message, or the model would never see its own previous answer.
     """
-    user_message = db.session.get(ConversationMessage, claim.user_message_id)
+    user_message = db.session.get_one(ConversationMessage, claim.user_message_id)
     placed_at = func.coalesce(AgentRun.created_at, ConversationMessage.timestamp)
     is_reply = case((AgentRun.id.is_(None), 0), else_=1)
     rows = db.session.execute(
@@ -93,7 +94,7 @@ class Generation:
         self.tool_calls: list[str] = []
         self.started = time.monotonic()
         self.ttft: float | None = None
-        self._stream = None
+        self._stream: groq.Stream | None = None
 
     def run(self) -> runs.Outcome:
         use_tools = True

@@ -22,7 +22,7 @@ from flask_jwt_extended import current_user
 from backend.auth import require_superuser, require_user
 from backend.models import User
 
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def _with_doc(wrapper, view, **manual_doc):

@@ -23,7 +23,7 @@ import copy
 import inspect
 from http import HTTPStatus
 
-from apispec import BasePlugin
+from apispec import APISpec, BasePlugin
 from marshmallow import Schema, fields
 
 ERROR_SCHEMA_NAME = "Error"
@@ -147,7 +147,7 @@ IMAGE_UPLOAD_RESPONSES = {
 IMAGE_UPLOAD_PATHS = ("/api/v1/users/me/avatar", "/api/v1/workspaces/{workspace_id}/profile-image")
 STREAM_PATH = f"{VISITOR_ROUTE_PREFIX}/stream"
 # Facts a route's decorators cannot state: inputs the view reads by hand, other media types.
-EXTRAS = {
+EXTRAS: dict[tuple[str, str], dict] = {
     # A form body (no JSON), refused with 400 "Incorrect email or password" / "Inactive user".
     ("post", "/api/v1/login/access-token"): {"responses": {"400": "BadRequest"}},
     # workspace_handle names no active workspace: 404 "Workspace not found".
@@ -235,7 +235,7 @@ class DocumentedResponses(BasePlugin):
     def __init__(self, app, ma_plugin):
         self.app = app
         self.ma_plugin = ma_plugin
-        self.spec = None
+        self.spec: APISpec | None = None
 
     def init_spec(self, spec) -> None:
         self.spec = spec
@@ -301,6 +301,7 @@ class DocumentedResponses(BasePlugin):
                 _add_parameter(parameters, parameter)
 
     def _body_has_required_field(self, body: dict) -> bool:
+        assert self.spec is not None  # init_spec runs before any path is completed
         for media in body.get("content", {}).values():
             schema = media.get("schema", {})
             if isinstance(schema, dict) and "$ref" in schema:

@@ -13,13 +13,12 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.extensions import db
-from backend.models.types import UTCDateTime
+from backend.models.types import Model, UTCDateTime
 
 BUCKET_SECONDS = 15 * 60
 
 
-class MessageActivity(db.Model):
+class MessageActivity(Model):
     __tablename__ = "message_activity"
     __table_args__ = (Index("ix_message_activity_workspace_bucket", "workspace_id", "bucket"),)
 

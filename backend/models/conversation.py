@@ -6,15 +6,14 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.extensions import db
-from backend.models.types import IdMixin, JSONType, TimestampMixin, UTCDateTime, utcnow
+from backend.models.types import IdMixin, JSONType, Model, TimestampMixin, UTCDateTime, utcnow
 
 CHANNELS = ("web", "web_public", "instagram", "whatsapp", "sms", "messenger", "chatgpt", "phone")
 CONVERSATION_STATUSES = ("active", "closed", "archived", "completed")
 MESSAGE_ROLES = ("user", "assistant", "owner")
 
 
-class Conversation(IdMixin, TimestampMixin, db.Model):
+class Conversation(IdMixin, TimestampMixin, Model):
     __tablename__ = "conversations"
     __table_args__ = (
         Index("ix_conversations_workspace_last_message", "workspace_id", "last_message_at"),
@@ -53,7 +52,7 @@ class Conversation(IdMixin, TimestampMixin, db.Model):
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class ConversationMessage(IdMixin, db.Model):
+class ConversationMessage(IdMixin, Model):
     __tablename__ = "conversation_messages"
     __table_args__ = (
         UniqueConstraint("conversation_id", "idempotency_key", name="uq_messages_idempotency_key"),

@@ -6,15 +6,14 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.extensions import db
-from backend.models.types import IdMixin, JSONType, UTCDateTime, utcnow
+from backend.models.types import IdMixin, JSONType, Model, UTCDateTime, utcnow
 
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 UNFINISHED_STATUSES = ("queued", "running")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
 
 
-class AgentRun(IdMixin, db.Model):
+class AgentRun(IdMixin, Model):
     __tablename__ = "agent_runs"
     __table_args__ = (
         Index("ix_agent_runs_conversation_created", "conversation_id", "created_at"),

@@ -2,10 +2,20 @@
 
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, DateTime, TypeDecorator, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.extensions import Base, db
+
+if TYPE_CHECKING:
+    # The base of every model. At run time it is db.Model, a class Flask-SQLAlchemy builds from
+    # Base (adding the table name and bind mixins), which a type checker cannot follow: it sees Base.
+    Model = Base
+else:
+    Model = db.Model
 
 # JSONB on PostgreSQL (indexable, containment queries), JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")

@@ -3,12 +3,11 @@
 from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from backend.extensions import db
-from backend.models.types import IdMixin, JSONType, TimestampMixin
+from backend.models.types import IdMixin, JSONType, Model, TimestampMixin
 from backend.rules.identity import normalize_email
 
 
-class User(IdMixin, TimestampMixin, db.Model):
+class User(IdMixin, TimestampMixin, Model):
     __tablename__ = "user"
 
     # Always the normalised address (backend/rules/identity.py), whichever path writes it,

@@ -6,8 +6,7 @@ from decimal import Decimal
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from backend.extensions import db
-from backend.models.types import IdMixin, JSONType, TimestampMixin
+from backend.models.types import IdMixin, JSONType, Model, TimestampMixin
 from backend.rules.tones import DEFAULT_TONE
 
 # Known values; `type` and `tone` are free text of 1..FREE_TEXT_MAX characters. A tone
@@ -17,7 +16,7 @@ FREE_TEXT_MAX = 50
 CONNECTOR_TYPES = ("calendly", "square", "agendapro")
 
 
-class Workspace(IdMixin, TimestampMixin, db.Model):
+class Workspace(IdMixin, TimestampMixin, Model):
     __tablename__ = "workspaces"
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("user.id", ondelete="CASCADE"), unique=True)
@@ -36,7 +35,7 @@ class Workspace(IdMixin, TimestampMixin, db.Model):
     owner = relationship("User", lazy="joined")
 
 
-class WorkspaceService(IdMixin, TimestampMixin, db.Model):
+class WorkspaceService(IdMixin, TimestampMixin, Model):
     __tablename__ = "workspace_services"
     __table_args__ = (Index("ix_workspace_services_order", "workspace_id", "sort_order", "name"),)
 
@@ -51,7 +50,7 @@ class WorkspaceService(IdMixin, TimestampMixin, db.Model):
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class SchedulingConnector(IdMixin, TimestampMixin, db.Model):
+class SchedulingConnector(IdMixin, TimestampMixin, Model):
     __tablename__ = "scheduling_connectors"
     # At most one active connector per workspace, enforced by the database itself.
     __table_args__ = (

@@ -36,6 +36,8 @@ def validate_currency(value: str) -> None:
 def validate_cents(value: Decimal) -> None:
     """Rejects sub-cent prices instead of silently rounding them ("19.990" is fine)."""
     _sign, digits, exponent = value.as_tuple()
+    # The decimal fields refuse NaN and infinities, whose exponent is a letter.
+    assert isinstance(exponent, int)
     while exponent < -2 and digits and digits[-1] == 0:
         digits, exponent = digits[:-1], exponent + 1
     if exponent < -2:

@@ -32,6 +32,7 @@ from backend.streams import (
     id_before,
     is_valid_id,
     last_entry_id,
+    stream_entries,
     stream_key,
 )
 
@@ -173,7 +174,7 @@ def cursor_for_run(run: AgentRun) -> str:
         return last_entry_id(run.conversation_id)
     # The worker publishes message_start, then records its id: in between, the stream
     # already holds it, and "from the newest entry" would skip it.
-    entries = redis_client().xrevrange(stream_key(run.conversation_id), count=20)
+    entries = stream_entries(redis_client().xrevrange(stream_key(run.conversation_id), count=20))
     for entry_id, fields in entries:
         if fields.get("e") == "message_start" and json.loads(fields["d"]).get("run_id") == str(run.id):
             return id_before(entry_id)

@@ -48,7 +48,7 @@ UPLOAD_DESCRIPTION = "A JPEG, PNG or WebP image of at most 5 MB."
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 # Pillow format -> (content type, file extension, encoder options)
-FORMATS = {
+FORMATS: dict[str, tuple[str, str, dict[str, int | bool]]] = {
     "JPEG": ("image/jpeg", "jpg", {"quality": 88, "optimize": True}),
     "PNG": ("image/png", "png", {"optimize": True}),
     "WEBP": ("image/webp", "webp", {"quality": 88}),

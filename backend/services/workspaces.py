@@ -174,7 +174,7 @@ def update_workspace(workspace: Workspace, data: dict) -> Workspace:
 
 def _content_counts(workspace_id: uuid.UUID) -> dict[str, bool]:
     def has(model) -> bool:
-        return db.session.scalar(select(exists().where(model.workspace_id == workspace_id)))
+        return bool(db.session.scalar(select(exists().where(model.workspace_id == workspace_id))))
 
     return {
         "services": has(WorkspaceService),
