@@ -240,6 +240,13 @@ class Config:
     SMTP_TLS = _bool("SMTP_TLS", True)
     SMTP_SSL = _bool("SMTP_SSL", False)
     EMAILS_FROM_EMAIL = _env("EMAILS_FROM_EMAIL", "noreply@example.com")
+    # Emails are Celery tasks (default queue): a refused connection or a temporary SMTP
+    # answer (4xx) is retried up to EMAIL_MAX_RETRIES times, after exponential delays
+    # (EMAIL_RETRY_BACKOFF_SECONDS doubled each time, jittered, at most
+    # EMAIL_RETRY_BACKOFF_MAX_SECONDS). A permanent answer (5xx) is not retried.
+    EMAIL_MAX_RETRIES = _int("EMAIL_MAX_RETRIES", 5)
+    EMAIL_RETRY_BACKOFF_SECONDS = _float("EMAIL_RETRY_BACKOFF_SECONDS", 5.0)
+    EMAIL_RETRY_BACKOFF_MAX_SECONDS = _float("EMAIL_RETRY_BACKOFF_MAX_SECONDS", 600.0)
 
     # OpenAPI (flask-smorest)
     API_TITLE = "Scheduling Assistant API"

@@ -1,25 +1,52 @@
-"""Celery tasks: they take ids and call services/agent, nothing else.
+"""Celery tasks: they take ids (or, for emails, a message rendered by the request) and call
+services/agent, nothing else.
 
 `run_agent` is acknowledged late, so a task whose worker died is delivered
 again; the run's own state (claimed under a row lock) makes that harmless.
 Each worker also watches for runs whose worker died (no heartbeat): see
 `backend.services.recovery`, started when the worker is ready. Runs are sent
-here by name from `backend.services.dispatch`, which never imports this module.
+here by name from `backend.services.dispatch`, which never imports this module; emails
+by name from `backend.services.email`.
 """
 
+import logging
+import smtplib
 import uuid
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.signals import worker_ready, worker_shutting_down
+from flask import current_app
 
 from backend.agent.runner import execute_run
+from backend.services import email as email_service
 from backend.services.recovery import start_recovery_loop, stop_recovery_loop
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="backend.tasks.run_agent", acks_late=True, ignore_result=True)
 def run_agent(run_id: str) -> None:
     """Runs the agent for one visitor message."""
     execute_run(uuid.UUID(run_id))
+
+
+@shared_task(name=email_service.EMAIL_TASK, bind=True, acks_late=True, ignore_result=True)
+def send_email(self: Task, to: str, subject: str, html: str, text: str | None = None) -> None:
+    """Sends one rendered message. A refused connection or a temporary SMTP answer is sent
+    again after `email_service.retry_delay`, at most EMAIL_MAX_RETRIES times; a permanent
+    refusal is logged and dropped."""
+    try:
+        email_service.deliver(to, subject, html, text)
+    except (OSError, smtplib.SMTPException) as error:
+        if not email_service.is_transient(error):
+            log.error("the mail server refused %r to %s for good: %s", subject, to, error)
+            return
+        log.warning("sending %r to %s failed (attempt %d): %s", subject, to, self.request.retries + 1, error)
+        raise self.retry(
+            exc=error,
+            countdown=email_service.retry_delay(self.request.retries),
+            max_retries=current_app.config["EMAIL_MAX_RETRIES"],
+        ) from error
 
 
 @worker_ready.connect

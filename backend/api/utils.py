@@ -69,7 +69,7 @@ def test_email(args):
     """Send a test email to `email_to` (superuser only), through the same path as every email."""
     if not email_service.emails_enabled():
         return {"message": "Emails are not configured (SMTP_HOST is not set): nothing was sent"}
-    email_service.send_in_background(email_service.send_test_email, args["email_to"])
+    email_service.send_test_email(args["email_to"])
     return {"message": "Test email sent"}
 
 

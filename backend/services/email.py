@@ -1,15 +1,23 @@
-"""Outgoing email over SMTP, rendered from the Jinja templates in templates/email/."""
+"""Outgoing email, rendered from the Jinja templates in templates/email/.
+
+A message is rendered in the request and handed to the Celery task `backend.tasks.send_email`
+(sent by name on the `default` queue, after the commit of whatever caused it): the answer
+never waits for (or reveals, by its timing, the existence of) an SMTP exchange. The task
+calls `deliver`, and retries transient failures (`is_transient`) after `retry_delay`.
+"""
 
 import logging
+import random
 import smtplib
-import threading
 from email.message import EmailMessage
 from email.utils import formataddr
 from urllib.parse import urlencode
 
-from flask import Flask, current_app, render_template
+from flask import current_app, render_template
 
 log = logging.getLogger(__name__)
+EMAIL_TASK = "backend.tasks.send_email"
+EMAIL_QUEUE = "default"
 
 
 def emails_enabled() -> bool:
@@ -18,10 +26,25 @@ def emails_enabled() -> bool:
 
 
 def send_email(to: str, subject: str, html: str, text: str | None = None) -> bool:
-    """Sends one message; returns False (and logs why) when it was not sent."""
+    """Enqueues one rendered message; returns False (and logs why) when it was not enqueued:
+    emails are not configured, or the broker cannot be reached (the caller answers as usual)."""
     if not emails_enabled():
         log.info("SMTP_HOST is not set: not sending %r to %s", subject, to)
         return False
+    celery = current_app.extensions["celery"]
+    message = {"to": to, "subject": subject, "html": html, "text": text}
+    try:
+        # A signature runs the registered task in this process under task_always_eager;
+        # otherwise it is published by name (nothing here imports the tasks).
+        celery.signature(EMAIL_TASK, kwargs=message, queue=EMAIL_QUEUE).apply_async()
+    except Exception:
+        log.exception("could not enqueue %r to %s", subject, to)
+        return False
+    return True
+
+
+def deliver(to: str, subject: str, html: str, text: str | None = None) -> None:
+    """Sends one message over SMTP now; raises smtplib.SMTPException or OSError when it fails."""
     config = current_app.config
     message = EmailMessage()
     message["Subject"] = subject
@@ -30,18 +53,34 @@ def send_email(to: str, subject: str, html: str, text: str | None = None) -> boo
     message.set_content(text or "Open this message in an HTML-capable mail client.")
     message.add_alternative(html, subtype="html")
     smtp_class = smtplib.SMTP_SSL if config.get("SMTP_SSL") else smtplib.SMTP
-    try:
-        with smtp_class(config["SMTP_HOST"], config["SMTP_PORT"], timeout=10) as smtp:
-            if config.get("SMTP_TLS") and not config.get("SMTP_SSL"):
-                smtp.starttls()
-            if config.get("SMTP_USER"):
-                smtp.login(config["SMTP_USER"], config.get("SMTP_PASSWORD") or "")
-            smtp.send_message(message)
-    except (OSError, smtplib.SMTPException):
-        # The caller answers the same whatever happens here (no account enumeration).
-        log.exception("sending %r to %s failed", subject, to)
-        return False
-    return True
+    with smtp_class(config["SMTP_HOST"], config["SMTP_PORT"], timeout=10) as smtp:
+        if config.get("SMTP_TLS") and not config.get("SMTP_SSL"):
+            smtp.starttls()
+        if config.get("SMTP_USER"):
+            smtp.login(config["SMTP_USER"], config.get("SMTP_PASSWORD") or "")
+        smtp.send_message(message)
+
+
+def is_transient(error: Exception) -> bool:
+    """Whether sending again later may succeed: connection failures and 4xx answers do,
+    a permanent (5xx) refusal of the message or of every recipient does not."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return any(code < 500 for code, _message in error.recipients.values())
+    if isinstance(error, smtplib.SMTPResponseException):
+        return error.smtp_code < 500
+    return isinstance(error, (OSError, smtplib.SMTPException))
+
+
+def retry_delay(retries: int) -> float:
+    """Seconds before attempt `retries + 2`: EMAIL_RETRY_BACKOFF_SECONDS doubled per retry
+    already made, at most EMAIL_RETRY_BACKOFF_MAX_SECONDS, then jittered into its upper
+    half (senders that failed together do not retry together)."""
+    config = current_app.config
+    ceiling = min(
+        config["EMAIL_RETRY_BACKOFF_MAX_SECONDS"],
+        config["EMAIL_RETRY_BACKOFF_SECONDS"] * 2 ** min(retries, 32),
+    )
+    return random.uniform(ceiling / 2, ceiling)
 
 
 def reset_password_link(token: str) -> str:
@@ -87,17 +126,3 @@ def send_test_email(email: str) -> bool:
     html = render_template("email/test_email.html", **context)
     text = render_template("email/test_email.txt", **context)
     return send_email(email, subject, html, text)
-
-
-def send_in_background(send, *args) -> threading.Thread:
-    """Runs `send(*args)` off the request: the answer must not wait for (or reveal,
-    by its timing, the existence of) an SMTP exchange. A greenlet under gevent."""
-    app: Flask = current_app._get_current_object()
-
-    def run() -> None:
-        with app.app_context():
-            send(*args)
-
-    thread = threading.Thread(target=run, name="send-email", daemon=True)
-    thread.start()
-    return thread

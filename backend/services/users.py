@@ -93,9 +93,7 @@ def create_user(data: dict) -> User:
     _commit(BadRequest(DUPLICATE_SIGNUP))
     if invited:
         token = create_password_reset_token(user)
-        email_service.send_in_background(
-            email_service.send_new_account_email, user.email, token, user.full_name
-        )
+        email_service.send_new_account_email(user.email, token, user.full_name)
     return user
 
 
@@ -183,9 +181,7 @@ def request_password_recovery(email: str) -> None:
     if user is None:
         return
     token = create_password_reset_token(user)
-    email_service.send_in_background(
-        email_service.send_reset_password_email, user.email, token, user.full_name
-    )
+    email_service.send_reset_password_email(user.email, token, user.full_name)
 
 
 def reset_password(token: str, new_password: str) -> None:
