@@ -6,6 +6,7 @@ import secrets
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import overload
 
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
@@ -45,6 +46,10 @@ DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/app_test"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/1"
 
 
+@overload
+def _env(name: str, default: str) -> str: ...
+@overload
+def _env(name: str, default: None = None) -> str | None: ...
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default

@@ -139,13 +139,14 @@ def _keep_an_active_superuser(user: User) -> None:
     superusers' rows locked until commit, so concurrent changes are checked one by one."""
     if not (user.is_superuser and user.is_active):
         return
-    active = db.session.execute(
-        select(User.id)
-        .where(User.is_superuser.is_(True), User.is_active.is_(True))
-        .order_by(User.id)
-        .with_for_update()
-    ).scalars()
-    active = list(active)
+    active = list(
+        db.session.execute(
+            select(User.id)
+            .where(User.is_superuser.is_(True), User.is_active.is_(True))
+            .order_by(User.id)
+            .with_for_update()
+        ).scalars()
+    )
     if user.id in active and len(active) == 1:
         db.session.rollback()
         raise Conflict(LAST_SUPERUSER)
@@ -226,7 +227,8 @@ def ensure_superuser(email: str, password: str) -> tuple[User, bool]:
     except IntegrityError:
         # Two release steps raced: the other one created it.
         db.session.rollback()
-        return get_by_email(email), False
+        winner = db.session.execute(select(User).where(User.email == normalize_email(email))).scalar_one()
+        return winner, False
     return user, True
 
 
