@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from backend.config import Config
-from backend.extensions import ApiWithJsonErrors, celery_init_app, db, jwt, limiter, migrate, redis_clients
+from backend.extensions import ApiWithJsonErrors, RedisClients, celery_init_app, db, jwt, limiter, migrate
 
 # Each module under backend/api/ exposes `blp`, a flask-smorest Blueprint.
 API_MODULES = (
@@ -38,14 +38,15 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         hops = app.config["TRUSTED_PROXY_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # Werkzeug's documented way to wrap the app: the instance attribute shadows the method.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     db.init_app(app)
     with app.app_context():
         _tune_engine(db.engine)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
     jwt.init_app(app)
     limiter.init_app(app)
-    redis_clients.init_app(app)
+    RedisClients(app)
     from backend.stream_tail import init_hub
 
     init_hub(app)

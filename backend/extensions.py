@@ -4,7 +4,7 @@ ApiWithJsonErrors)."""
 import redis
 from apispec.ext.marshmallow import MarshmallowPlugin
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -64,25 +64,21 @@ def blocking_redis(url: str, max_connections: int, **options) -> redis.Redis:
 
 
 class RedisClients:
-    """One pooled Redis client per process, configured from REDIS_URL, for short
-    commands. (Blocking stream reads have their own connection: backend/stream_tail.py.)"""
+    """The app's pooled Redis client for short commands, configured from REDIS_URL, kept on
+    `app.extensions["redis"]` so two apps in one process never share one. (Blocking stream
+    reads have their own connection: backend/stream_tail.py.)"""
 
-    def __init__(self) -> None:
-        self.client: redis.Redis | None = None
-
-    def init_app(self, app: Flask) -> None:
+    def __init__(self, app: Flask) -> None:
         self.client = blocking_redis(
             app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"], socket_connect_timeout=5
         )
         app.extensions["redis"] = self
 
 
-redis_clients = RedisClients()
-
-
 def redis_client() -> redis.Redis:
-    assert redis_clients.client is not None, "create_app() was not called"
-    return redis_clients.client
+    """The current app's Redis client (code running outside an app context, such as a
+    side thread, pushes the app's context or is handed the client)."""
+    return current_app.extensions["redis"].client
 
 
 def celery_init_app(app: Flask) -> Celery:

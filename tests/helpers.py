@@ -7,7 +7,7 @@ from flask import Flask
 
 from backend import create_app
 from backend.config import TestConfig
-from backend.extensions import db, limiter, redis_clients
+from backend.extensions import db, limiter
 
 LOGIN = "/api/v1/login/access-token"
 
@@ -29,8 +29,8 @@ def build_app(app: Flask, **overrides):
     """A second app built from TestConfig plus `overrides`.
 
     Its Api (OpenAPI document) and SSE hub are its own; the hub is stopped afterwards.
-    create_app() rebinds process-wide extension state (the Redis clients, the limiter's
-    switch, Celery's default app); that is put back to the session `app` afterwards, so
+    create_app() rebinds process-wide extension state (the limiter's switch, Celery's
+    default app); that is put back to the session `app` afterwards, so
     later tests see what they expect.
     """
     other = create_app(type("OverriddenConfig", (TestConfig,), overrides))
@@ -40,7 +40,6 @@ def build_app(app: Flask, **overrides):
         with other.app_context():
             db.engine.dispose()
         other.extensions["sse_hub"].stop()
-        redis_clients.init_app(app)
         limiter.init_app(app)
         app.extensions["celery"].set_default()
 

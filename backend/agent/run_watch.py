@@ -5,6 +5,8 @@ import threading
 import time
 import uuid
 
+from flask import current_app
+
 from backend.extensions import db
 from backend.services import runs
 
@@ -19,6 +21,9 @@ class RunWatch:
     sends, which stops the run within a few tokens; this poll covers the silences.)"""
 
     def __init__(self, run_id: uuid.UUID, heartbeat_interval: float, cancel_interval: float, on_cancel):
+        # The thread runs in the app's context. (Flask types current_app as the app it stands for,
+        # not as the proxy that has _get_current_object.)
+        self._app = current_app._get_current_object()  # type: ignore[attr-defined]
         self._engine = db.engine
         self._run_id = run_id
         self._heartbeat_interval, self._cancel_interval = heartbeat_interval, cancel_interval
@@ -27,6 +32,10 @@ class RunWatch:
         self._thread = threading.Thread(target=self._watch, daemon=True, name=f"run-watch-{run_id}")
 
     def _watch(self) -> None:
+        with self._app.app_context():
+            self._poll()
+
+    def _poll(self) -> None:
         last_beat = time.monotonic()
         while not self._stop.wait(self._cancel_interval):
             try:

@@ -355,8 +355,9 @@ def test_cancel_during_the_retry_without_tools(groq, conversation_id):
         Reply.error(400, code="tool_use_failed"), Reply.text("alpha beta gamma delta epsilon", delay=0.3)
     )
     run_id = queue_message(conversation_id)
+    redis = redis_client()  # the app's client, for a thread outside the app context
     claim_and_cancel_after_first_request = threading.Thread(
-        target=lambda: (groq.wait_for_requests(1, timeout=10), redis_client().set(cancel_key(run_id), "1"))
+        target=lambda: (groq.wait_for_requests(1, timeout=10), redis.set(cancel_key(run_id), "1"))
     )
     claim_and_cancel_after_first_request.start()
     execute_run(run_id)
@@ -390,9 +391,11 @@ def test_cancel_during_the_stream_keeps_what_was_streamed(app, groq, conversatio
     run_id = queue_message(conversation_id)
     key = stream_key(conversation_id)
 
+    redis = redis_client()  # the app's client, for a thread outside the app context
+
     def cancel_after_some_text():
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and redis_client().xlen(key) < 6:
+        while time.monotonic() < deadline and redis.xlen(key) < 6:
             time.sleep(0.005)
         with app.app_context():
             runs.request_cancel(conversation_id, run_id)
