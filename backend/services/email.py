@@ -99,24 +99,22 @@ def _link_context(email: str, token: str, full_name: str | None) -> dict:
     }
 
 
-def send_reset_password_email(email: str, token: str, full_name: str | None = None) -> bool:
-    config = current_app.config
+def _send_link_email(template: str, subject: str, email: str, token: str, full_name: str | None) -> bool:
+    """Renders `email/<template>.html` and `.txt` around a set-password link and sends them."""
     context = _link_context(email, token, full_name)
-    subject = f"{config['PROJECT_NAME']} - Password recovery for user {email}"
-    html = render_template("email/reset_password.html", **context)
-    text = render_template("email/reset_password.txt", **context)
-    return send_email(email, subject, html, text)
+    html = render_template(f"email/{template}.html", **context)
+    text = render_template(f"email/{template}.txt", **context)
+    return send_email(email, f"{current_app.config['PROJECT_NAME']} - {subject} {email}", html, text)
+
+
+def send_reset_password_email(email: str, token: str, full_name: str | None = None) -> bool:
+    return _send_link_email("reset_password", "Password recovery for user", email, token, full_name)
 
 
 def send_new_account_email(email: str, token: str, full_name: str | None = None) -> bool:
     """The invitation of an account created without a password: a link to choose one (the
     password-reset link, single use and expiring)."""
-    config = current_app.config
-    context = _link_context(email, token, full_name)
-    subject = f"{config['PROJECT_NAME']} - New account for user {email}"
-    html = render_template("email/new_account.html", **context)
-    text = render_template("email/new_account.txt", **context)
-    return send_email(email, subject, html, text)
+    return _send_link_email("new_account", "New account for user", email, token, full_name)
 
 
 def send_test_email(email: str) -> bool:
