@@ -264,6 +264,40 @@ class Problems:
         )
 
 
+def _error_problems(response, before: dict) -> list[str]:
+    """What is wrong with a 4xx: no JSON `detail`, or a table it changed."""
+    status, found = response.status_code, []
+    payload = response.get_json(silent=True)
+    if not (isinstance(payload, dict) and isinstance(payload.get("detail"), str)):
+        found.append(f"{status} without a JSON detail")
+    after = fingerprint()
+    changed = sorted(table for table in before if before[table] != after[table])
+    if changed:
+        found.append(f"{status} but wrote to {changed}")
+    return found
+
+
+def _integer_problems(status: int, value: dict, integer_fields) -> list[str]:
+    """Integer fields a 2xx accepted with something that is not an integer."""
+    return [
+        f"{status}: took {type(value[name]).__name__} for integer {name}"
+        for name in sorted(integer_fields)
+        if name in value and value[name] is not None and not _is_integer(value[name])
+    ]
+
+
+def response_problems(response, value, before: dict, content_type: str, reads_json: bool, integer_fields):
+    """Everything wrong with the answer to one hostile body (below 500)."""
+    status, found = response.status_code, []
+    if reads_json and content_type != "application/json" and status != 415:
+        found.append(f"{status}, not 415, for a {content_type} body")
+    if status >= 400:
+        found.extend(_error_problems(response, before))
+    elif isinstance(value, dict) and content_type == "application/json":
+        found.extend(_integer_problems(status, value, integer_fields))
+    return found
+
+
 def check_route(client, world, spec, method: str, rule: str, count, problems: Problems, errors: ServerErrors):
     path = openapi_path(rule)
     field_names, integer_fields = body_fields(spec, path, method)
@@ -273,26 +307,11 @@ def check_route(client, world, spec, method: str, rule: str, count, problems: Pr
     url = concrete_url(world, rule, role)
 
     def check(response, raw: bytes, value, before: dict, content_type: str) -> None:
-        status = response.status_code
-        if status >= 500:
-            problems.add(method, path, f"{status} ({errors.last_cause()})", raw)
+        if response.status_code >= 500:
+            problems.add(method, path, f"{response.status_code} ({errors.last_cause()})", raw)
             return
-        if reads_json and content_type != "application/json" and status != 415:
-            problems.add(method, path, f"{status}, not 415, for a {content_type} body", raw)
-        if status >= 400:
-            payload = response.get_json(silent=True)
-            if not (isinstance(payload, dict) and isinstance(payload.get("detail"), str)):
-                problems.add(method, path, f"{status} without a JSON detail", raw)
-            after = fingerprint()
-            changed = sorted(table for table in before if before[table] != after[table])
-            if changed:
-                problems.add(method, path, f"{status} but wrote to {changed}", raw)
-        elif isinstance(value, dict) and content_type == "application/json":
-            for name in sorted(integer_fields):
-                if name in value and value[name] is not None and not _is_integer(value[name]):
-                    problems.add(
-                        method, path, f"{status}: took {type(value[name]).__name__} for integer {name}", raw
-                    )
+        for problem in response_problems(response, value, before, content_type, reads_json, integer_fields):
+            problems.add(method, path, problem, raw)
 
     @settings(
         max_examples=EXAMPLES_PER_ROUTE,
