@@ -184,13 +184,11 @@ def _business_knowledge(ctx: AgentContext) -> str:
     cut down to the excerpts relevant to the conversation, all three alike."""
     owner = ctx.owner
     parts = [
-        ("About the business", owner.about),
-        ("Frequently asked questions", owner.faqs),
-        (None, ctx.workspace.knowledge_base),
+        ("About the business", _clean(owner.about)),
+        ("Frequently asked questions", _clean(owner.faqs)),
+        (None, _clean(ctx.workspace.knowledge_base)),
     ]
-    return "\n\n".join(
-        f"{label}:\n{_clean(text)}" if label else _clean(text) for label, text in parts if _clean(text)
-    )
+    return "\n\n".join(f"{label}:\n{text}" if label else text for label, text in parts if text)
 
 
 def _business_lines(ctx: AgentContext) -> str:

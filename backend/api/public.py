@@ -59,10 +59,9 @@ def post_message(body, conversation_id):
     Only accepted messages spend the conversation's message budget: a replay of an
     accepted message (same idempotency key) answers 200 even once the budget is spent."""
     content, key = body["content"], body.get("idempotency_key")
-    posted = chat.replay_visitor_message(conversation_id, content, key)
-    if posted is None:
-        spend_message_budget(conversation_id)
-        posted = chat.post_visitor_message(conversation_id, content, key)
+    posted = chat.post_visitor_message(
+        conversation_id, content, key, admit=lambda: spend_message_budget(conversation_id)
+    )
     cursor = chat.cursor_after_post(posted.run)
     result = {"message": posted.message, "run": posted.run, "stream_cursor": cursor}
     if not posted.created:

@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -122,20 +123,13 @@ def _replay(conversation_id, idempotency_key: str, content: str) -> PostedMessag
     return PostedMessage(message, run, created=False)
 
 
-def replay_visitor_message(
-    conversation_id, content: str, idempotency_key: str | None
-) -> PostedMessage | None:
-    """The message and run saved earlier under this idempotency key, if any (no lock taken:
-    a post racing this look-up is caught again under the lock by post_visitor_message)."""
-    if not idempotency_key:
-        return None
-    replay = _replay(conversation_id, idempotency_key, content.strip())
-    db.session.commit()
-    return replay
+def post_visitor_message(
+    conversation_id, content: str, idempotency_key: str | None, admit: Callable[[], None] = lambda: None
+) -> PostedMessage:
+    """Saves a visitor message and its queued run; the same idempotency key replays them.
 
-
-def post_visitor_message(conversation_id, content: str, idempotency_key: str | None) -> PostedMessage:
-    """Saves a visitor message and its queued run; the same idempotency key replays them."""
+    `admit` runs only for a message that is not a replay, right before it is saved (the
+    caller's rate limit): whatever it raises leaves nothing written."""
     content = content.strip()
     conversation = lock_conversation(conversation_id)
     if idempotency_key:
@@ -143,6 +137,11 @@ def post_visitor_message(conversation_id, content: str, idempotency_key: str | N
         if replay is not None:
             db.session.commit()
             return replay
+    try:
+        admit()
+    except Exception:
+        db.session.rollback()  # releases the conversation's lock
+        raise
     message = append_message(conversation, "user", content, idempotency_key=idempotency_key)
     run = runs.create_run(conversation, message)
     try:
