@@ -67,11 +67,12 @@ def test_the_worker_delivers_a_recovery_email_after_a_retry(stack):
         assert "Password recovery" in message["Subject"]
         token = LINK.search(message.get_body(preferencelist=("html",)).get_content()).group(1)
 
-        # The worker sent it (a retry, then success); the web process only enqueued it.
+        # The worker sent it (a retry, then success); the web process only enqueued it. The
+        # worker logs "succeeded" only after the SMTP server has the message.
         log = worker.output()
         task_ids = set(re.findall(r"backend\.tasks\.send_email\[([0-9a-f-]{36})\] retry", log))
         assert len(task_ids) == 1
-        assert f"backend.tasks.send_email[{task_ids.pop()}] succeeded" in log
+        worker.wait_for_output(f"backend.tasks.send_email[{task_ids.pop()}] succeeded", timeout=10)
         assert "Task backend.tasks.send_email" not in web.output()
 
         response = requests.post(
