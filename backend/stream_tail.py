@@ -1,19 +1,23 @@
 """Tailing conversation streams for Server-Sent Events: many visitors, few connections.
 
-Each process has one StreamHub: a background thread (a greenlet under gunicorn's
-gevent worker, which patches threading) that runs ONE `XREAD BLOCK` over every
-stream some visitor watches and hands the entries to the visitors' queues. So
-500 visitors cost one blocking Redis connection, not 500 (redis-py pools cap at
-100). The hub only moves forward from ids it has read ("never tail from $"), and
-every visitor drops ids it already sent, so a late subscriber's backlog and the
-live feed can overlap but never leave a gap.
+Each process has one StreamHub. Every writer of a conversation stream also PUBLISHes the
+stream's key on one channel (backend.streams.NOTIFY_CHANNEL) in the same round trip, so
+the hub needs no blocking read over every watched stream: a listener thread (a greenlet
+under gunicorn's gevent worker) collects the keys that changed, and a reader thread
+XREADs just those keys, from the cursors it keeps, and hands the entries to the
+visitors' queues. A quiet stream costs nothing per event of another stream, and 10,000
+visitors cost two Redis connections plus a small pool. Each key is also read once when
+its first visitor subscribes, and every watched key is swept now and then (and right
+after the listener reconnects), so a lost notification delays an entry, never loses it.
+The hub only moves forward from ids it has read ("never tail from $"), and every visitor
+drops ids it already sent, so a late subscriber's backlog and the live feed can overlap
+but never leave a gap.
 """
 
 import logging
 import queue
 import threading
 import time
-import uuid
 from typing import cast
 
 import redis
@@ -21,13 +25,13 @@ from flask import Flask, current_app
 
 from backend import metrics
 from backend.extensions import blocking_redis
-from backend.streams import ZERO_ID, StreamEntry, parse_id
+from backend.streams import NOTIFY_CHANNEL, StreamEntry, parse_id
 
 log = logging.getLogger(__name__)
 
 
 def _read_reply(reply: object) -> list[tuple[str, list[StreamEntry]]]:
-    """An XREAD reply: (key, entries) for each stream with new entries, None at the timeout.
+    """An XREAD reply: (key, entries) for each stream with new entries.
     redis-py types it for both settings of decode_responses and for RESP3's map; the hub's
     reader decodes and speaks RESP2 (lists)."""
     return cast(list[tuple[str, list[StreamEntry]]], reply or [])
@@ -51,22 +55,24 @@ class Subscription:
 
 
 class StreamHub:
-    def __init__(self, redis_url: str, block_ms: int = 10_000, batch: int = 500, max_connections: int = 8):
-        self.block_ms = block_ms
+    LISTEN_POLL_SECONDS = 1.0  # how soon the listener notices stop()
+
+    def __init__(
+        self, redis_url: str, sweep_seconds: float = 5.0, batch: int = 500, max_connections: int = 8
+    ):
+        self.sweep_seconds = sweep_seconds
         self.batch = batch
-        # The blocking connection's socket timeout must outlast the block time.
-        self._reader = redis.Redis.from_url(
-            redis_url, decode_responses=True, socket_timeout=block_ms / 1000 + 10
-        )
+        self._reader = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
+        self._listener = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
         self._short = blocking_redis(redis_url, max_connections)
-        self._clients = (self._reader, self._short)
+        self._clients = (self._reader, self._listener, self._short)
         self._lock = threading.Lock()
         self._subs: dict[str, set[Subscription]] = {}
         self._cursors: dict[str, str] = {}
-        self._has_work = threading.Event()
-        self._wake_key = f"sse:wake:{uuid.uuid4().hex}"
-        self._wake_cursor = ZERO_ID
-        self._thread: threading.Thread | None = None
+        self._changed: set[str] = set()  # watched keys with news since the last read
+        self._sweep = True  # read every watched key at the next pass
+        self._news = threading.Event()
+        self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
 
     def subscribe(self, key: str, cursor: str) -> Subscription:
@@ -76,9 +82,10 @@ class StreamHub:
             hub_cursor = self._cursors.get(key)
             if hub_cursor is None:
                 self._cursors[key] = cursor
-            self._ensure_thread()
+                self._changed.add(key)
+            self._ensure_threads()
         if hub_cursor is None:
-            self._wake()
+            self._news.set()
         elif parse_id(hub_cursor) > parse_id(cursor):
             # The hub already read past this visitor's cursor: fetch the part it missed.
             sub.backlog = self._short.xrange(key, min="(" + cursor, max=hub_cursor)
@@ -98,67 +105,99 @@ class StreamHub:
             return len(self._cursors)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ends the hub's read loop (interrupting its blocking read) and closes its connections."""
+        """Ends the hub's threads and closes its connections."""
         self._stopped.set()
-        self._has_work.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            try:
-                self._wake()
-            except redis.RedisError:
-                pass  # the read ends on its own within block_ms
-            thread.join(timeout)
+        self._news.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
         for client in self._clients:
             client.close()
 
-    def _ensure_thread(self) -> None:
+    def _ensure_threads(self) -> None:
         if self._stopped.is_set():
             raise RuntimeError("the stream hub was stopped")
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="stream-hub", daemon=True)
-            self._thread.start()
+        if self._threads and all(thread.is_alive() for thread in self._threads):
+            return
+        self._sweep = True  # a thread died: whatever it missed is read again
+        self._threads = [
+            threading.Thread(target=self._listen, name="stream-hub-listener", daemon=True),
+            threading.Thread(target=self._run, name="stream-hub-reader", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _wake(self) -> None:
-        """Interrupts the hub's blocking read so it starts watching a new stream now."""
-        self._has_work.set()
-        pipe = self._short.pipeline(transaction=False)
-        pipe.xadd(self._wake_key, {"w": "1"}, maxlen=10, approximate=False)
-        pipe.expire(self._wake_key, 60)
-        pipe.execute()
-
-    def _run(self) -> None:
+    # -- the listener: which watched streams changed ----------------------------------------
+    def _listen(self) -> None:
         while not self._stopped.is_set():
-            with self._lock:
-                streams = dict(self._cursors)
-                if not streams:
-                    self._has_work.clear()
-            if not streams:
-                self._has_work.wait()
-                continue
-            streams[self._wake_key] = self._wake_cursor
+            pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
             try:
-                # redis-py asks for a dict of its own key and id unions, which a dict[str, str]
-                # is not (dict is invariant), though it is exactly what XREAD takes.
-                result = self._reader.xread(streams, count=self.batch, block=self.block_ms)  # type: ignore[arg-type]
+                pubsub.subscribe(NOTIFY_CHANNEL)
+                self._request_sweep()  # notifications sent while not subscribed are lost
+                while not self._stopped.is_set():
+                    message = pubsub.get_message(timeout=self.LISTEN_POLL_SECONDS)
+                    if message is not None:
+                        self._note_change(message["data"])
             except redis.RedisError:
-                log.exception("stream hub read failed; retrying")
+                log.warning("stream hub lost its notifications; resubscribing", exc_info=True)
                 time.sleep(0.5)
-                continue
-            for key, entries in _read_reply(result):
-                if key == self._wake_key:
-                    self._wake_cursor = entries[-1][0]
+            finally:
+                pubsub.close()
+
+    def _note_change(self, key: str) -> None:
+        with self._lock:
+            if key not in self._cursors:
+                return
+            self._changed.add(key)
+        self._news.set()
+
+    def _request_sweep(self) -> None:
+        self._sweep = True
+        self._news.set()
+
+    # -- the reader: XREAD the changed streams, hand entries to their visitors ------------------
+    def _run(self) -> None:
+        last_sweep = time.monotonic()
+        while not self._stopped.is_set():
+            woken = self._news.wait(max(self.sweep_seconds - (time.monotonic() - last_sweep), 0))
+            with self._lock:
+                self._news.clear()
+                if self._sweep or not woken:
+                    keys, self._sweep, last_sweep = set(self._cursors), False, time.monotonic()
+                else:
+                    keys = self._changed & self._cursors.keys()
+                self._changed.clear()
+                streams = {key: self._cursors[key] for key in keys}
+            if streams and not self._stopped.is_set():
+                self._read(streams)
+
+    def _read(self, streams: dict[str, str]) -> None:
+        try:
+            # redis-py asks for a dict of its own key and id unions, which a dict[str, str]
+            # is not (dict is invariant), though it is exactly what XREAD takes.
+            result = self._reader.xread(streams, count=self.batch)  # type: ignore[arg-type]
+        except redis.RedisError:
+            log.exception("stream hub read failed; retrying")
+            time.sleep(0.5)
+            with self._lock:
+                self._changed.update(streams)
+            self._news.set()
+            return
+        for key, entries in _read_reply(result):
+            with self._lock:
+                # Only entries read from the key's current cursor count: if its visitors all
+                # left and a new one came during the read, the key restarted at the new
+                # visitor's cursor, and these entries (read from the old one) would skip
+                # what lies between the two. The next read starts from the new cursor.
+                if self._cursors.get(key) != streams[key]:
                     continue
-                with self._lock:
-                    # Only entries read from the key's current cursor count: if its visitors all
-                    # left and a new one came during the read, the key restarted at the new
-                    # visitor's cursor, and these entries (read from the old one) would skip
-                    # what lies between the two. The next read starts from the new cursor.
-                    if self._cursors.get(key) != streams[key]:
-                        continue
-                    self._cursors[key] = entries[-1][0]
-                    subs = list(self._subs.get(key, ()))
-                for sub in subs:
-                    sub.queue.put(entries)
+                self._cursors[key] = entries[-1][0]
+                subs = list(self._subs.get(key, ()))
+                if len(entries) >= self.batch:  # there may be more: read on at once
+                    self._changed.add(key)
+                    self._news.set()
+            for sub in subs:
+                sub.queue.put(entries)
 
 
 def init_hub(app: Flask) -> None:

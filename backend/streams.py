@@ -20,6 +20,9 @@ from backend.extensions import redis_client
 ZERO_ID = "0-0"
 _ID_RE = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
 MAX_ID_PART = 2**64 - 1  # both halves of a stream id are unsigned 64-bit
+# Every write to a conversation stream also publishes the stream's key here, so the SSE
+# hubs (backend.stream_tail) read only the streams that changed.
+NOTIFY_CHANNEL = "streams:changed"
 
 
 def stream_key(conversation_id: uuid.UUID | str) -> str:
@@ -93,11 +96,13 @@ def cursor_is_lost(conversation_id, cursor: str) -> bool:
 def append_entries(
     client, key: str, entries: list[dict], maxlen: int, ttl: int | None = None, flag_key: str | None = None
 ) -> tuple[list[str], bool]:
-    """XADDs `entries` in one round trip, refreshing the key's TTL when `ttl` is given and
-    reading `flag_key` (a run's cancel flag) in the same trip. Returns (ids, flag is set)."""
+    """XADDs `entries` and announces them to the SSE hubs in one round trip, refreshing the
+    key's TTL when `ttl` is given and reading `flag_key` (a run's cancel flag) in the same
+    trip. Returns (ids, flag is set)."""
     pipe = client.pipeline(transaction=False)
     for fields in entries:
         pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
+    pipe.publish(NOTIFY_CHANNEL, key)
     if ttl is not None:
         pipe.expire(key, ttl)
     if flag_key:

@@ -52,3 +52,12 @@ def assert_error(response, status: int, detail: str | None = None):
     if detail is not None:
         assert body["detail"] == detail
     return body
+
+
+def add_stream_entry(client, key: str, fields: dict) -> str:
+    """Appends one entry to a stream the way the app's writers do (announced to the SSE
+    hubs), and returns its id."""
+    from backend.streams import append_entries
+
+    ids, _ = append_entries(client, key, [fields], maxlen=100_000)
+    return ids[0]

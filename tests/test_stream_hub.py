@@ -9,6 +9,7 @@ import time
 import redis
 
 from backend.stream_tail import StreamHub
+from tests.helpers import add_stream_entry
 
 
 class GatedReader:
@@ -29,8 +30,8 @@ def test_resubscribing_with_an_older_cursor_during_a_read_leaves_no_gap():
     url = os.environ["TEST_REDIS_URL"]
     r = redis.Redis.from_url(url, decode_responses=True)
     key = "conv:hub-race-test:events"
-    ids = [r.xadd(key, {"e": "delta", "d": str(i)}) for i in range(5)]
-    hub = StreamHub(url, block_ms=500)
+    ids = [add_stream_entry(r, key, {"e": "delta", "d": str(i)}) for i in range(5)]
+    hub = StreamHub(url)
     reader = GatedReader(hub._reader)
     hub._reader = reader
 
@@ -38,7 +39,7 @@ def test_resubscribing_with_an_older_cursor_during_a_read_leaves_no_gap():
     assert reader.calls.get(timeout=5)[key] == ids[4]  # the hub's read is in flight from ids[4]
     hub.unsubscribe(first)
     second = hub.subscribe(key, ids[1])  # a visitor resuming from an older id
-    newest = r.xadd(key, {"e": "delta", "d": "5"})
+    newest = add_stream_entry(r, key, {"e": "delta", "d": "5"})
     reader.go.set()  # the in-flight read returns the new entry, read from the old cursor
 
     received = []

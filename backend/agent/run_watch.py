@@ -1,59 +1,97 @@
-"""The watch beside a streaming run: heartbeat and cancel polling, off the token loop."""
+"""The watch beside a worker's streaming runs: heartbeats and cancel polling, off the
+token loops, for all of the process's runs at once."""
 
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from flask import current_app
+from flask import Flask, current_app
 
-from backend.extensions import db
+from backend.extensions import db, redis_client
 from backend.services import runs
+from backend.streams import cancel_key
 
 log = logging.getLogger(__name__)
 
 
-class RunWatch:
-    """A side thread (a greenlet under gevent) beside a streaming run: it touches the
-    run's heartbeat every `heartbeat_interval` and polls the cancel flag every
-    `cancel_interval`, so a cancel stops the run even while the model is silent. (While
-    text streams, the RunPublisher already reads the same flag with every batch it
-    sends, which stops the run within a few tokens; this poll covers the silences.)"""
+class RunWatcher:
+    """One side thread per worker process (a greenlet under gevent) watches every run the
+    process streams: every `cancel_interval` it reads all their cancel flags in ONE Redis
+    round trip, so a cancel stops a run even while the model is silent, and every
+    `heartbeat_interval` it proves they are alive with ONE UPDATE. (While text streams,
+    the RunPublisher also reads its run's flag with every batch it sends, which stops the
+    run within a few tokens; this poll covers the silences.) Idle while no run streams."""
 
-    def __init__(self, run_id: uuid.UUID, heartbeat_interval: float, cancel_interval: float, on_cancel):
-        # The thread runs in the app's context. (Flask types current_app as the app it stands for,
-        # not as the proxy that has _get_current_object.)
-        self._app = current_app._get_current_object()  # type: ignore[attr-defined]
-        self._engine = db.engine
-        self._run_id = run_id
-        self._heartbeat_interval, self._cancel_interval = heartbeat_interval, cancel_interval
-        self._on_cancel = on_cancel
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True, name=f"run-watch-{run_id}")
+    def __init__(self, app: Flask):
+        self._app = app
+        self._cancel_interval = app.config["RUN_CANCEL_POLL_SECONDS"]
+        self._heartbeat_interval = app.config["RUN_HEARTBEAT_SECONDS"]
+        self._lock = threading.Lock()
+        self._runs: dict[uuid.UUID, Callable[[], None]] = {}
+        self._has_runs = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def watching(self, run_id: uuid.UUID, on_cancel: Callable[[], None]) -> Iterator[None]:
+        """Within the block, `on_cancel` is called (once, from the watch thread) when the
+        run's cancel flag is set, and the run's heartbeat is kept."""
+        with self._lock:
+            self._runs[run_id] = on_cancel
+            self._has_runs.set()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._watch, daemon=True, name="run-watcher")
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._runs.pop(run_id, None)
 
     def _watch(self) -> None:
         with self._app.app_context():
-            self._poll()
+            since_beat = 0.0
+            while True:
+                self._has_runs.wait()
+                time.sleep(self._cancel_interval)
+                with self._lock:
+                    watched = list(self._runs)
+                    if not watched:
+                        self._has_runs.clear()
+                        continue
+                self._check_cancels(watched)
+                since_beat += self._cancel_interval
+                if since_beat >= self._heartbeat_interval:
+                    since_beat = 0.0
+                    self._beat(watched)
 
-    def _poll(self) -> None:
-        last_beat = time.monotonic()
-        while not self._stop.wait(self._cancel_interval):
-            try:
-                if runs.cancel_requested(self._run_id):
-                    self._on_cancel()
-                    return
-            except Exception:
-                log.warning("cancel check failed for run %s", self._run_id, exc_info=True)
-            if time.monotonic() - last_beat >= self._heartbeat_interval:
-                last_beat = time.monotonic()
-                try:
-                    runs.touch_heartbeat(self._engine, self._run_id)
-                except Exception:  # a missed beat is retried; a long outage makes the run stale
-                    log.warning("heartbeat failed for run %s", self._run_id, exc_info=True)
+    def _check_cancels(self, watched: list[uuid.UUID]) -> None:
+        try:
+            flags = redis_client().mget([cancel_key(run_id) for run_id in watched])
+        except Exception:
+            log.warning("cancel check failed for %d runs", len(watched), exc_info=True)
+            return
+        for run_id, flag in zip(watched, flags, strict=True):
+            if flag is None:
+                continue
+            with self._lock:
+                on_cancel = self._runs.pop(run_id, None)
+            if on_cancel is not None:
+                on_cancel()
 
-    def __enter__(self):
-        self._thread.start()
-        return self
+    def _beat(self, watched: list[uuid.UUID]) -> None:
+        try:
+            runs.touch_heartbeats(db.engine, watched)
+        except Exception:  # a missed beat is retried; a long outage makes the runs stale
+            log.warning("heartbeat failed for %d runs", len(watched), exc_info=True)
 
-    def __exit__(self, *exc):
-        self._stop.set()
+
+def run_watcher() -> RunWatcher:
+    """The current app's watcher (made on first use: only worker processes need one)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    watcher = app.extensions.get("run_watcher")
+    if watcher is None:
+        watcher = app.extensions.setdefault("run_watcher", RunWatcher(app))
+    return watcher

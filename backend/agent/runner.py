@@ -23,7 +23,7 @@ from backend.agent import llm
 from backend.agent.context import AgentContext, load_agent_context
 from backend.agent.degraded import build_degraded_reply, chunk_text_for_stream
 from backend.agent.prompt import HistoryItem, build_chat_messages
-from backend.agent.run_watch import RunWatch
+from backend.agent.run_watch import run_watcher
 from backend.agent.tools import TOOL_SPECS, execute_tool
 from backend.extensions import db
 from backend.logs import run_log
@@ -283,13 +283,7 @@ def _prepare(claim: runs.ClaimedRun) -> tuple[AgentContext, list[dict]]:
 
 def _generate_watched(claim: runs.ClaimedRun, generation: Generation) -> runs.Outcome:
     """The generation, with the run's heartbeat kept and its cancel flag watched."""
-    config = current_app.config
-    with RunWatch(
-        claim.run_id,
-        config["RUN_HEARTBEAT_SECONDS"],
-        config["RUN_CANCEL_POLL_SECONDS"],
-        generation.interrupt,
-    ):
+    with run_watcher().watching(claim.run_id, generation.interrupt):
         return generation.run()
 
 

@@ -127,13 +127,14 @@ def record_first_event(run_id: uuid.UUID, entry_id: str) -> None:
     db.session.commit()
 
 
-def touch_heartbeat(engine, run_id: uuid.UUID) -> None:
-    """Proves the run's worker is alive; uses its own connection (called from a side thread)."""
+def touch_heartbeats(engine, run_ids: list[uuid.UUID]) -> None:
+    """Proves the runs' worker is alive, in one statement; uses its own connection (called
+    from a side thread)."""
     with engine.begin() as connection:
         _without_waiting_for_disk(connection, engine.dialect.name)
         connection.execute(
             update(AgentRun)
-            .where(AgentRun.id == run_id, AgentRun.status == "running")
+            .where(AgentRun.id.in_(run_ids), AgentRun.status == "running")
             .values(heartbeat_at=utcnow())
         )
 

@@ -8,6 +8,7 @@ import requests
 from backend.extensions import redis_client
 from backend.streams import stream_key
 from tests.e2e.harness import SSEClient
+from tests.helpers import add_stream_entry
 
 
 class Visitor:
@@ -53,7 +54,9 @@ class Visitor:
 
         The stream is delivered in order, so once that entry arrives, everything written
         before it has arrived too: nothing more can come from what already happened."""
-        marker = redis_client().xadd(stream_key(self.conversation_id), {"e": "test-marker", "d": "{}"})
+        marker = add_stream_entry(
+            redis_client(), stream_key(self.conversation_id), {"e": "test-marker", "d": "{}"}
+        )
         return stream.events_until(lambda e: e.id == marker)[:-1]
 
     def messages(self, **params) -> list[dict]:

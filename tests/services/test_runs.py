@@ -295,19 +295,21 @@ def test_record_first_event():
     assert reload(run.id).first_event_id == "1700000000000-3"
 
 
-def test_touch_heartbeat_only_for_running_runs():
-    run = queue_run(new_conversation())
+def test_touch_heartbeats_only_for_running_runs():
+    run, other = queue_run(new_conversation()), queue_run(new_conversation())
     old = utcnow() - timedelta(minutes=10)
-    run.heartbeat_at = old
+    run.heartbeat_at = other.heartbeat_at = old
     db.session.commit()
-    runs.touch_heartbeat(db.engine, run.id)
+    runs.touch_heartbeats(db.engine, [run.id, other.id])
     assert reload(run.id).heartbeat_at == old  # queued: untouched
-    runs.claim_run(run.id)
-    stored = reload(run.id)
-    stored.heartbeat_at = old
+    for claimed in (run, other):
+        runs.claim_run(claimed.id)
+        stored = reload(claimed.id)
+        stored.heartbeat_at = old
     db.session.commit()
-    runs.touch_heartbeat(db.engine, run.id)
+    runs.touch_heartbeats(db.engine, [run.id, other.id])
     assert reload(run.id).heartbeat_at > old + timedelta(minutes=9)
+    assert reload(other.id).heartbeat_at > old + timedelta(minutes=9)
 
 
 # --- recovery queries ------------------------------------------------------------------------

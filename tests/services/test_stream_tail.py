@@ -1,5 +1,5 @@
 """The StreamHub (backend/stream_tail.py) against the real Redis: many subscribers over
-one blocking connection, each getting every entry after its cursor exactly once, in
+two connections (a reader and a listener), each getting every entry after its cursor exactly once, in
 order, also while entries are being added and subscribers come and go."""
 
 import json
@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from backend.stream_tail import StreamHub, format_event, sse_events
-from backend.streams import ZERO_ID, id_before
+from backend.streams import NOTIFY_CHANNEL, ZERO_ID, id_before
+from tests.helpers import add_stream_entry
 
 BIG = 1000.0  # heartbeat / lifetime that never fire in these tests
 
@@ -30,13 +31,16 @@ def writer(redis_url):
 
 @pytest.fixture
 def hub(redis_url):
-    hub = StreamHub(redis_url, block_ms=2000)
+    hub = StreamHub(redis_url)
     yield hub
     hub.stop()
 
 
 def add(client, key, n, event="delta", start=0) -> list[str]:
-    return [client.xadd(key, {"e": event, "d": json.dumps({"i": i})}) for i in range(start, start + n)]
+    return [
+        add_stream_entry(client, key, {"e": event, "d": json.dumps({"i": i})})
+        for i in range(start, start + n)
+    ]
 
 
 class Consumer:
@@ -207,7 +211,9 @@ def test_unsubscribing_cleans_up(hub, writer):
     assert hub.watched_streams() == 0 and hub._subs == {} and hub._cursors == {}
 
 
-def test_one_blocking_connection_for_all_subscribers(hub, writer, redis_url):
+def test_two_connections_for_all_subscribers(hub, writer, redis_url):
+    """100 visitors on 50 streams: the hub reads them all over one connection and hears
+    of changes over one more (subscribed to the notification channel)."""
     keys = [f"t:conn:{i}" for i in range(50)]
     consumers = [Consumer(hub, key, ZERO_ID) for key in keys for _ in range(2)]
     for key in keys:
@@ -215,23 +221,38 @@ def test_one_blocking_connection_for_all_subscribers(hub, writer, redis_url):
     for consumer in consumers:
         consumer.read_until(lambda c: len(c.ids) == 2)
 
-    pool = hub._reader.connection_pool
-    assert pool._created_connections == 1
-    connections = list(pool._in_use_connections) + list(pool._available_connections)
-    reader_ports = {conn._sock.getsockname()[1] for conn in connections if conn._sock is not None}
-    assert len(reader_ports) == 1
-    # Redis agrees: that one connection is the one blocked in XREAD for this hub.
-    deadline = time.monotonic() + 5
-    while True:
-        clients = writer.client_list()
-        hub_clients = [c for c in clients if int(c["addr"].rsplit(":", 1)[1]) in reader_ports]
-        assert len(hub_clients) == 1
-        if hub_clients[0]["cmd"] == "xread" or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert hub_clients[0]["cmd"] == "xread"
+    assert hub._reader.connection_pool._created_connections == 1
+    assert hub._listener.connection_pool._created_connections == 1
+    assert writer.pubsub_numsub(NOTIFY_CHANNEL) == [(NOTIFY_CHANNEL, 1)]
     for consumer in consumers:
         consumer.close()
+
+
+def test_a_write_reads_only_the_stream_it_changed(hub, writer):
+    """No read re-sends every watched stream: an entry on one of 50 streams is fetched by
+    a read of that stream alone."""
+    keys = [f"t:only:{i}" for i in range(50)]
+    consumers = {key: Consumer(hub, key, ZERO_ID) for key in keys}
+    reads = hub._reader = RecordingReader(hub._reader)
+    wait_for(lambda: any(len(streams) == 50 for streams, _ in reads.done), what="first read of all 50")
+    reads.done.clear()
+    [entry] = add(writer, keys[7], 1)
+    consumers[keys[7]].until_id(entry)
+    assert [set(streams) for streams, _ in reads.done] == [{keys[7]}]
+    for consumer in consumers.values():
+        consumer.close()
+
+
+def test_a_lost_notification_is_caught_by_the_sweep(redis_url, writer):
+    """An entry written without its announcement still arrives, at the next sweep."""
+    hub = StreamHub(redis_url, sweep_seconds=0.3)
+    try:
+        consumer = Consumer(hub, "t:sweep", ZERO_ID)
+        entry = writer.xadd("t:sweep", {"e": "delta", "d": "{}"})  # not announced
+        consumer.until_id(entry, timeout=3)
+        consumer.close()
+    finally:
+        hub.stop()
 
 
 # --- concurrency ----------------------------------------------------------------------------
@@ -254,13 +275,13 @@ def test_concurrent_writer_and_late_subscribers(hub, redis_url):
         writer_started.set()
         for i in range(1000):
             key = keys[i % 3]
-            entry_id = writer_client.xadd(key, {"e": "delta", "d": json.dumps({"i": i})})
+            entry_id = add_stream_entry(writer_client, key, {"e": "delta", "d": json.dumps({"i": i})})
             with written_lock:
                 written[key].append(entry_id)
             if i % 10 == 0:
                 time.sleep(0.012)
         for key in keys:
-            writer_client.xadd(key, {"e": "end", "d": "{}"})
+            add_stream_entry(writer_client, key, {"e": "end", "d": "{}"})
         writer_client.close()
 
     def subscribe(index, key, delay, pick):
@@ -296,19 +317,17 @@ def test_concurrent_writer_and_late_subscribers(hub, redis_url):
 
 
 class HeldReader:
-    """Wraps the hub's blocking client: can hold an XREAD result before the hub sees it."""
+    """Wraps the hub's reader: can hold an XREAD result before the hub sees it."""
 
-    def __init__(self, real, wake_key):
-        self.real, self.wake_key = real, wake_key
+    def __init__(self, real):
+        self.real = real
         self.hold = False
         self.holding = threading.Event()
         self.release = threading.Event()
-        self.calls: list[dict] = []
 
     def xread(self, streams, **kwargs):
-        self.calls.append(dict(streams))
         result = self.real.xread(streams, **kwargs)
-        if self.hold and any(key != self.wake_key for key, _ in result or []):
+        if self.hold and result:
             self.hold = False
             self.holding.set()
             self.release.wait(10)
@@ -320,25 +339,17 @@ def test_resubscribing_during_an_inflight_read_leaves_no_gap(hub, writer):
     connection from a later position, is returning new entries: the reconnected
     visitor must still get the entries between its cursor and that position."""
     key = "t:reconnect"
-    held = HeldReader(hub._reader, hub._wake_key)
+    held = HeldReader(hub._reader)
     hub._reader = held
     e1, e2, e3 = add(writer, key, 3)
     first = Consumer(hub, key, ZERO_ID)
     first.until_id(e3)
-
-    def blocked_after_e3():
-        """The hub's latest read is from e3 and has no wake-up entry pending: it blocks."""
-        if not held.calls:
-            return False
-        call, wake = held.calls[-1], writer.xrevrange(hub._wake_key, count=1)
-        return call.get(key) == e3 and (not wake or call[hub._wake_key] == wake[0][0])
-
-    wait_for(blocked_after_e3, what="hub's blocking read after e3")
+    wait_for(lambda: hub._cursors.get(key) == e3, what="hub's read up to e3")
 
     held.hold = True
-    first.close()  # the old connection goes away...
-    [e4] = add(writer, key, 1, start=3)  # ...while its read returns a new entry
+    [e4] = add(writer, key, 1, start=3)  # the hub's read (from e3) returns e4 ...
     assert held.holding.wait(5)
+    first.close()  # ... while the old connection goes away
     second = Consumer(hub, key, e1)  # the reconnect, from what the visitor had seen
     held.release.set()
     second.until_id(e4)
