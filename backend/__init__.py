@@ -45,8 +45,11 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
         _tune_engine(db.engine)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
     jwt.init_app(app)
+    clients = RedisClients(app)
+    if app.config["RATELIMIT_STORAGE_URI"] == app.config["REDIS_URL"]:
+        # The limiter's commands go through the app's bounded pool instead of a pool of its own.
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": clients.client.connection_pool}
     limiter.init_app(app)
-    RedisClients(app)
     from backend.stream_tail import init_hub
 
     init_hub(app)

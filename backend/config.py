@@ -144,6 +144,7 @@ class Config:
     }
     REDIS_URL = _env("REDIS_URL", "redis://localhost:6379/0")
     CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL)
+    # Short commands, the rate limiter and the SSE hub's look-ups share this pool.
     REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 50)
     CELERY_VISIBILITY_TIMEOUT = _int("CELERY_VISIBILITY_TIMEOUT", 3600)
     CELERY_PREFETCH_MULTIPLIER = _int("CELERY_PREFETCH_MULTIPLIER", 4)
@@ -151,8 +152,6 @@ class Config:
     CELERY_BROKER_MAX_CONNECTIONS = _int("CELERY_BROKER_MAX_CONNECTIONS", 1000)
     # Run tasks in the calling process (no worker): for tests and one-off scripts only.
     CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", False)
-    # The SSE hub's pool for its short commands (its blocking XREAD has its own connection).
-    SSE_HUB_REDIS_MAX_CONNECTIONS = _int("SSE_HUB_REDIS_MAX_CONNECTIONS", 8)
     LOG_LEVEL = (_env("LOG_LEVEL", "INFO") or "INFO").upper()
 
     # Auth (template behaviour: 8-day access tokens, 48-hour reset tokens).

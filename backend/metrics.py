@@ -34,6 +34,7 @@ TTFT_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 KOMBU_PRIORITY_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (3, 6, 9)
 HTTP_FLUSH_SECONDS = 5.0
+SSE_PUBLISH_SECONDS = 1.0
 
 
 def _bucket_field(value: float, buckets: tuple[float, ...]) -> str:
@@ -77,9 +78,11 @@ def record_events_published(count: int) -> None:
 
 # --- Per-app state ------------------------------------------------------------
 # Open SSE streams: each process owns one Redis key holding its current count, rewritten
-# at every open/close and at scrape. Its TTL outlives the longest stream (SSE_MAX_SECONDS
-# plus slack), so a process that died without closing its streams stops counting once the
-# key expires, while a live process refreshes it at least that often.
+# at most every SSE_PUBLISH_SECONDS after an open/close (a burst of 10,000 opens costs a
+# few writes, not 10,000) and at every scrape, so the scraped value is exact. Its TTL
+# outlives the longest stream (SSE_MAX_SECONDS plus slack), so a process that died without
+# closing its streams stops counting once the key expires, while a live process refreshes
+# it at least that often.
 # HTTP requests: counted in process memory and flushed to Redis at most every few seconds,
 # so a request costs no Redis round trip; the tail of a dying process may be lost.
 
@@ -95,6 +98,8 @@ class AppMetrics:
         self.sse_key = f"{SSE_KEY_PREFIX}{socket.gethostname()}:{os.getpid()}"
         self.sse_open = 0
         self._sse_lock = threading.Lock()
+        self._sse_published_at = float("-inf")
+        self._sse_publish_pending = False
         self._http_lock = threading.Lock()
         self._http_pending: dict[str, int] = {}
         self._http_last_flush = time.monotonic()
@@ -109,6 +114,21 @@ class AppMetrics:
     def _sse_change(self, delta: int) -> None:
         with self._sse_lock:
             self.sse_open = max(self.sse_open + delta, 0)
+            if self._sse_publish_pending:
+                return  # the publish already scheduled will carry this change
+            self._sse_publish_pending = True
+            wait = self._sse_published_at + SSE_PUBLISH_SECONDS - time.monotonic()
+        if wait <= 0:
+            self._publish_sse_now()
+        else:
+            timer = threading.Timer(wait, self._publish_sse_now)
+            timer.daemon = True
+            timer.start()
+
+    def _publish_sse_now(self) -> None:
+        with self._sse_lock:
+            self._sse_publish_pending = False
+            self._sse_published_at = time.monotonic()
             count = self.sse_open
         self.publish_sse(count)
 

@@ -58,14 +58,16 @@ class StreamHub:
     LISTEN_POLL_SECONDS = 1.0  # how soon the listener notices stop()
 
     def __init__(
-        self, redis_url: str, sweep_seconds: float = 5.0, batch: int = 500, max_connections: int = 8
+        self, redis_url: str, short: redis.Redis | None = None, sweep_seconds: float = 5.0, batch: int = 500
     ):
+        """`short`: a pooled client for the occasional look-up (the app's, which the app
+        closes); by default one of the hub's own."""
         self.sweep_seconds = sweep_seconds
         self.batch = batch
         self._reader = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
         self._listener = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
-        self._short = blocking_redis(redis_url, max_connections)
-        self._clients = (self._reader, self._listener, self._short)
+        self._short = short or blocking_redis(redis_url, 4)
+        self._clients = [self._reader, self._listener] + ([] if short else [self._short])
         self._lock = threading.Lock()
         self._subs: dict[str, set[Subscription]] = {}
         self._cursors: dict[str, str] = {}
@@ -202,9 +204,7 @@ class StreamHub:
 
 def init_hub(app: Flask) -> None:
     """Gives the app its own hub (its read loop starts with the first subscriber)."""
-    app.extensions["sse_hub"] = StreamHub(
-        app.config["REDIS_URL"], max_connections=app.config["SSE_HUB_REDIS_MAX_CONNECTIONS"]
-    )
+    app.extensions["sse_hub"] = StreamHub(app.config["REDIS_URL"], short=app.extensions["redis"].client)
 
 
 def get_hub() -> StreamHub:

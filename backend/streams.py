@@ -93,13 +93,11 @@ def cursor_is_lost(conversation_id, cursor: str) -> bool:
     return parse_id(cursor) < parse_id(first[0])
 
 
-def append_entries(
-    client, key: str, entries: list[dict], maxlen: int, ttl: int | None = None, flag_key: str | None = None
-) -> tuple[list[str], bool]:
-    """XADDs `entries` and announces them to the SSE hubs in one round trip, refreshing the
-    key's TTL when `ttl` is given and reading `flag_key` (a run's cancel flag) in the same
-    trip. Returns (ids, flag is set)."""
-    pipe = client.pipeline(transaction=False)
+def _queue_writes(
+    pipe, key: str, entries: list[dict], maxlen: int, ttl: int | None, flag_key: str | None
+) -> int:
+    """Adds to `pipe` the XADDs of `entries`, the announcement to the SSE hubs, the TTL
+    refresh when `ttl` is given and the read of `flag_key`; returns the number of replies."""
     for fields in entries:
         pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
     pipe.publish(NOTIFY_CHANNEL, key)
@@ -107,21 +105,95 @@ def append_entries(
         pipe.expire(key, ttl)
     if flag_key:
         pipe.exists(flag_key)
-    results = pipe.execute()
-    return results[: len(entries)], bool(flag_key and results[-1])
+    return len(entries) + 1 + (ttl is not None) + bool(flag_key)
+
+
+def _read_writes(replies: list, entries: list[dict], flag_key: str | None) -> tuple[list[str], bool]:
+    return replies[: len(entries)], bool(flag_key and replies[-1])
+
+
+def append_entries(
+    client, key: str, entries: list[dict], maxlen: int, ttl: int | None = None, flag_key: str | None = None
+) -> tuple[list[str], bool]:
+    """XADDs `entries` and announces them to the SSE hubs in one round trip, refreshing the
+    key's TTL when `ttl` is given and reading `flag_key` (a run's cancel flag) in the same
+    trip. Returns (ids, flag is set)."""
+    pipe = client.pipeline(transaction=False)
+    _queue_writes(pipe, key, entries, maxlen, ttl, flag_key)
+    return _read_writes(pipe.execute(), entries, flag_key)
+
+
+class StreamWriter:
+    """One per process (a thread, a greenlet under gevent): sends what every batched
+    RunPublisher of the process has queued in ONE pipelined round trip, so five hundred runs
+    each emitting a token cost one round trip, not five hundred. Each run's entries keep
+    their order (one writer, one batch per run at a time). Shares its condition with the
+    publishers, which wait on it for their queue to drain."""
+
+    def __init__(self, client):
+        self._client = client
+        self.cond = threading.Condition()
+        self._waiting: dict[RunPublisher, None] = {}  # publishers with queued entries, in order
+        self._thread: threading.Thread | None = None
+
+    def wake(self, publisher: "RunPublisher") -> None:
+        """Called with `cond` held, after `publisher` queued an entry."""
+        self._waiting[publisher] = None
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._write_loop, daemon=True, name="stream-writer")
+            self._thread.start()
+        self.cond.notify_all()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self._waiting:
+                    self.cond.wait()
+                publishers = list(self._waiting)
+                self._waiting.clear()
+                batches = [publisher.take_batch() for publisher in publishers]
+            try:
+                flags, failure = self._send(publishers, batches), None
+            except Exception as exc:  # surfaced to each run loop at its next publish
+                flags, failure = [False] * len(publishers), exc
+            with self.cond:
+                for publisher, flag in zip(publishers, flags, strict=True):
+                    publisher.batch_sent(flag, failure)
+                self.cond.notify_all()
+
+    def _send(self, publishers: list["RunPublisher"], batches: list[list[dict]]) -> list[bool]:
+        pipe = self._client.pipeline(transaction=False)
+        sizes = [
+            _queue_writes(pipe, p.key, batch, p.maxlen, None, p.cancel_flag_key)
+            for p, batch in zip(publishers, batches, strict=True)
+        ]
+        replies, flags, start = pipe.execute(), [], 0
+        for p, batch, size in zip(publishers, batches, sizes, strict=True):
+            flags.append(_read_writes(replies[start : start + size], batch, p.cancel_flag_key)[1])
+            start += size
+        return flags
+
+
+def stream_writer() -> StreamWriter:
+    """The current app's writer (made on first use: only worker processes stream runs)."""
+    extensions = current_app.extensions
+    writer = extensions.get("stream_writer")
+    if writer is None:
+        writer = extensions.setdefault("stream_writer", StreamWriter(redis_client()))
+    return writer
 
 
 class RunPublisher:
     """Publishes one run's events, in order, to the conversation's stream.
 
     By default every event is written at once and its entry id returned. With
-    `batched=True` (the run loop), deltas are handed to a writer thread (a greenlet under gevent) that sends
-    whatever has accumulated in one pipelined round trip: one chunk at a time
-    while the model is slower than Redis, many at once when it is faster, so
-    the token loop never waits on Redis. Each batch also reads the run's cancel
-    flag, so checking for a cancel costs nothing extra. Events whose id the
-    caller needs (message_start, message_end) are written synchronously, after
-    everything queued before them.
+    `batched=True` (the run loop), deltas are queued for the process's StreamWriter, which
+    sends whatever has accumulated, for every run, in one pipelined round trip: one chunk
+    at a time while the model is slower than Redis, many at once when it is faster, so the
+    token loop never waits on Redis. Each batch also reads the run's cancel flag, so
+    checking for a cancel costs nothing extra. Events whose id the caller needs
+    (message_start, message_end) are written synchronously, after everything queued
+    before them.
     """
 
     YIELD_EVERY = 64  # let the writer run even when chunks arrive faster than it sends
@@ -134,70 +206,67 @@ class RunPublisher:
         self.message_id = str(message_id)
         self.count = 0
         self.cancel_requested = False
+        self.cancel_flag_key = cancel_flag_key
         config = current_app.config
-        self._maxlen = config["STREAM_MAXLEN"]
+        self.maxlen = config["STREAM_MAXLEN"]
         self._ttl = config["STREAM_TTL_SECONDS"]
         self._redis = redis_client()
-        self._cancel_key = cancel_flag_key
         self._pending: list[dict] = []
         self._busy = False
         self._failure: Exception | None = None
-        self._cond = threading.Condition()
-        self._writer: threading.Thread | None = None
-        self._closed = False
-        self._batched = batched
+        self._writer = stream_writer() if batched else None
 
-    # -- queueing -----------------------------------------------------------------
+    # -- queueing (batched) ---------------------------------------------------------------
     def _enqueue(self, event: str, data: dict) -> str | None:
-        if not self._batched:
+        writer = self._writer
+        if writer is None:
             return self._write_now(event, data, refresh_ttl=False)
         self.count += 1
-        with self._cond:
+        with writer.cond:
             if self._failure is not None:
                 raise self._failure
             self._pending.append({"e": event, "d": encode(data)})
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write_loop, daemon=True, name="run-publisher")
-                self._writer.start()
-            self._cond.notify_all()
+            writer.wake(self)
             backlog = len(self._pending)
         if backlog % self.YIELD_EVERY == 0:
             time.sleep(0)
         return None  # batched: the entry's id is known once the writer has written it
 
-    def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending and self._closed:
-                    return
-                batch, self._pending = self._pending, []
-                self._busy = True
-            try:
-                self._send(batch)
-            except Exception as exc:  # surfaced to the run loop at its next publish
-                with self._cond:
-                    self._failure = exc
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+    def take_batch(self) -> list[dict]:
+        """The writer takes what is queued (with its condition held)."""
+        batch, self._pending = self._pending, []
+        self._busy = True
+        return batch
+
+    def batch_sent(self, flag_set: bool, failure: Exception | None) -> None:
+        """The writer reports a batch sent, or failed (with its condition held)."""
+        self._busy = False
+        if failure is not None:
+            self._failure = failure
+        elif flag_set:
+            self.cancel_requested = True
+
+    def _drain(self) -> None:
+        if self._writer is None:
+            return
+        with self._writer.cond:
+            while self._pending or self._busy:
+                self._writer.cond.wait()
+            if self._failure is not None:
+                raise self._failure
 
     def _send(self, batch: list[dict], refresh_ttl: bool = False) -> list[str]:
         ids, flag_set = append_entries(
-            self._redis, self.key, batch, self._maxlen, self._ttl if refresh_ttl else None, self._cancel_key
+            self._redis,
+            self.key,
+            batch,
+            self.maxlen,
+            self._ttl if refresh_ttl else None,
+            self.cancel_flag_key,
         )
         if flag_set:
             self.cancel_requested = True
         return ids
-
-    def _drain(self) -> None:
-        with self._cond:
-            while self._pending or self._busy:
-                self._cond.wait()
-            if self._failure is not None:
-                raise self._failure
 
     def _write_now(self, event: str, data: dict, refresh_ttl: bool = True) -> str:
         """Writes after everything queued so far and returns the entry id."""
@@ -206,10 +275,7 @@ class RunPublisher:
         return self._send([{"e": event, "d": encode(data)}], refresh_ttl=refresh_ttl)[0]
 
     def close(self) -> None:
-        """Sends what is still queued and stops the writer."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        """Waits until what is still queued is sent."""
         self._drain()
 
     # -- the events of API.md -----------------------------------------------------------

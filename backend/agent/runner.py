@@ -46,7 +46,11 @@ def load_history(claim: runs.ClaimedRun, limit: int) -> list[HistoryItem]:
     placed by the time of the message it answers (its run's created_at), right
     after that message, or the model would never see its own previous answer.
     """
-    user_message = db.session.get_one(ConversationMessage, claim.user_message_id)
+    asked_at = (
+        select(ConversationMessage.timestamp)
+        .where(ConversationMessage.id == claim.user_message_id)
+        .scalar_subquery()
+    )
     placed_at = func.coalesce(AgentRun.created_at, ConversationMessage.timestamp)
     is_reply = case((AgentRun.id.is_(None), 0), else_=1)
     rows = db.session.execute(
@@ -54,7 +58,7 @@ def load_history(claim: runs.ClaimedRun, limit: int) -> list[HistoryItem]:
         .outerjoin(AgentRun, AgentRun.id == ConversationMessage.run_id)
         .where(
             ConversationMessage.conversation_id == claim.conversation_id,
-            placed_at <= user_message.timestamp,
+            placed_at <= asked_at,
         )
         .order_by(placed_at.desc(), is_reply.desc(), ConversationMessage.timestamp.desc())
         .limit(limit)

@@ -26,6 +26,7 @@ from backend.models import AgentRun, Conversation, ConversationMessage, Workspac
 from backend.rules.handles import handle_problem
 from backend.services import dispatch, runs
 from backend.services.messages import append_message, lock_conversation
+from backend.services.rows import commit_keeping_state
 from backend.streams import (
     ZERO_ID,
     RunPublisher,
@@ -145,7 +146,7 @@ def post_visitor_message(
     message = append_message(conversation, "user", content, idempotency_key=idempotency_key)
     run = runs.create_run(conversation, message)
     try:
-        db.session.commit()
+        commit_keeping_state()
     except IntegrityError:
         # A concurrent post with the same key won the race (possible without row locks, e.g. SQLite).
         db.session.rollback()

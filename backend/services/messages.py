@@ -14,10 +14,19 @@ from sqlalchemy import select
 
 from backend.errors import Conflict, not_found
 from backend.extensions import db
-from backend.models import Conversation, ConversationMessage
+from backend.models import AgentRun, Conversation, ConversationMessage
 from backend.models.types import utcnow
 
 ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def lock_run_conversation(run_id: uuid.UUID) -> Conversation | None:
+    """Locks (FOR UPDATE) the conversation of a run, found in the same statement; None when
+    the run does not exist. Whatever the caller reads of the run afterwards is current."""
+    run_conversation = select(AgentRun.conversation_id).where(AgentRun.id == run_id).scalar_subquery()
+    return db.session.execute(
+        select(Conversation).where(Conversation.id == run_conversation).with_for_update()
+    ).scalar_one_or_none()
 
 
 def lock_conversation(conversation_id: uuid.UUID) -> Conversation:

@@ -4,6 +4,18 @@ committed at once (the services with rules of their own write their rows themsel
 from backend.extensions import db
 
 
+def commit_keeping_state() -> None:
+    """Commits without expiring what the session holds: the caller answers from the rows it
+    just wrote instead of reading them back (each read-back would take a connection again
+    and keep it until the end of the request)."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+
+
 def save_new(row):
     db.session.add(row)
     db.session.commit()

@@ -19,7 +19,7 @@ from backend.extensions import db, redis_client
 from backend.models import AgentRun, Conversation, ConversationMessage
 from backend.models.run import FINISHED_STATUSES, UNFINISHED_STATUSES
 from backend.models.types import utcnow
-from backend.services.messages import append_message, lock_conversation
+from backend.services.messages import append_message, lock_conversation, lock_run_conversation
 from backend.streams import cancel_key
 
 REPLY_NAMESPACE = uuid.UUID("6f1c3b8e-8d0e-4c55-9a43-2f4e5a0c7b11")
@@ -88,13 +88,9 @@ def create_run(conversation: Conversation, user_message: ConversationMessage) ->
 
 def claim_run(run_id: uuid.UUID) -> ClaimedRun | None:
     """Marks a queued run running, unless it already ran or an earlier run is unfinished."""
-    run = db.session.get(AgentRun, run_id)
-    if run is None or run.status != "queued":
-        db.session.rollback()
-        return None
-    conversation = lock_conversation(run.conversation_id)
-    db.session.refresh(run)
-    if run.status != "queued" or _earlier_unfinished_exists(run):
+    conversation = lock_run_conversation(run_id)
+    run = db.session.get(AgentRun, run_id, populate_existing=True) if conversation else None
+    if conversation is None or run is None or run.status != "queued" or _earlier_unfinished_exists(run):
         db.session.rollback()
         return None
     now = utcnow()
@@ -150,12 +146,9 @@ class Outcome:
 
 def finish_run(run_id: uuid.UUID, outcome: Outcome) -> tuple[bool, uuid.UUID | None]:
     """Saves the reply and the final state once. Returns (finished_now, next_run_to_enqueue)."""
-    run = db.session.get(AgentRun, run_id)
-    if run is None:
-        return False, None
-    conversation = lock_conversation(run.conversation_id)
-    db.session.refresh(run)
-    if run.status not in UNFINISHED_STATUSES:
+    conversation = lock_run_conversation(run_id)
+    run = db.session.get(AgentRun, run_id, populate_existing=True) if conversation else None
+    if conversation is None or run is None or run.status not in UNFINISHED_STATUSES:
         db.session.rollback()
         return False, None
     if outcome.text:
@@ -173,9 +166,9 @@ def finish_run(run_id: uuid.UUID, outcome: Outcome) -> tuple[bool, uuid.UUID | N
     run.status, run.finished_at = outcome.status, utcnow()
     run.error, run.degraded = outcome.error, outcome.degraded
     db.session.flush()
-    next_run = _next_queued_run(run.conversation_id)
+    next_run = _next_queued_run(conversation.id)
     db.session.commit()
-    redis_client().delete(cancel_key(run.id))
+    redis_client().delete(cancel_key(run_id))  # (run's attributes expired with the commit)
     return True, next_run
 
 
