@@ -11,6 +11,7 @@ live feed can overlap but never leave a gap.
 
 import logging
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -18,6 +19,8 @@ from typing import cast
 
 import redis
 from flask import Flask, current_app
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from backend import metrics
 from backend.extensions import blocking_redis
@@ -34,29 +37,56 @@ def _read_reply(reply: object) -> list[tuple[str, list[StreamEntry]]]:
 
 
 class Subscription:
-    def __init__(self, key: str, cursor: str):
+    """One SSE connection's feed. At most `max_pending` entries wait for a connection that
+    does not read: past that it is ended (and `on_overflow` closes its socket, since its
+    response is stuck writing), so a stuck client costs bounded memory."""
+
+    def __init__(self, key: str, cursor: str, max_pending: int | None = None, on_overflow=None):
         self.key = key
         self.cursor = cursor
         self.backlog: list | None = None
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending = 0
+        self.max_pending = max_pending
+        self.on_overflow = on_overflow
+        self.ended: str | None = None  # why the hub stopped feeding this connection
+
+    def put(self, entries: list) -> None:
+        if self.ended:
+            return
+        self.pending += len(entries)
+        if self.max_pending is not None and self.pending > self.max_pending:
+            self.end("overflow")
+            if self.on_overflow is not None:
+                self.on_overflow()
+            return
+        self.queue.put(entries)
+
+    def end(self, reason: str) -> None:
+        """Stops the feed; the SSE response ends at its next read (the client reconnects)."""
+        self.ended = reason
+        self.queue.put([])
 
     def next_batch(self, timeout: float) -> list | None:
         if self.backlog:
             batch, self.backlog = self.backlog, None
             return batch
         try:
-            return self.queue.get(timeout=max(timeout, 0))
+            batch = self.queue.get(timeout=max(timeout, 0))
         except queue.Empty:
             return None
+        self.pending -= len(batch)
+        return batch
 
 
 class StreamHub:
     def __init__(self, redis_url: str, block_ms: int = 10_000, batch: int = 500, max_connections: int = 8):
         self.block_ms = block_ms
         self.batch = batch
-        # The blocking connection's socket timeout must outlast the block time.
+        # The blocking connection's socket timeout must outlast the block time. A lost
+        # connection is not retried by redis-py: the hub must see it (see _lost_redis).
         self._reader = redis.Redis.from_url(
-            redis_url, decode_responses=True, socket_timeout=block_ms / 1000 + 10
+            redis_url, decode_responses=True, socket_timeout=block_ms / 1000 + 10, retry=Retry(NoBackoff(), 0)
         )
         self._short = blocking_redis(redis_url, max_connections)
         self._clients = (self._reader, self._short)
@@ -69,8 +99,10 @@ class StreamHub:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
-    def subscribe(self, key: str, cursor: str) -> Subscription:
-        sub = Subscription(key, cursor)
+    def subscribe(
+        self, key: str, cursor: str, max_pending: int | None = None, on_overflow=None
+    ) -> Subscription:
+        sub = Subscription(key, cursor, max_pending, on_overflow)
         with self._lock:
             self._subs.setdefault(key, set()).add(sub)
             hub_cursor = self._cursors.get(key)
@@ -142,6 +174,7 @@ class StreamHub:
                 result = self._reader.xread(streams, count=self.batch, block=self.block_ms)  # type: ignore[arg-type]
             except redis.RedisError:
                 log.exception("stream hub read failed; retrying")
+                self._lost_redis()
                 time.sleep(0.5)
                 continue
             for key, entries in _read_reply(result):
@@ -158,7 +191,18 @@ class StreamHub:
                     self._cursors[key] = entries[-1][0]
                     subs = list(self._subs.get(key, ()))
                 for sub in subs:
-                    sub.queue.put(entries)
+                    sub.put(entries)
+
+    def _lost_redis(self) -> None:
+        """Ends every feed after the connection to Redis broke: entries may have been lost
+        (a restart without persistence), so each client reconnects with Last-Event-ID and
+        the stream's start decides again between resuming and `resync`."""
+        with self._lock:
+            subs = [sub for watched in self._subs.values() for sub in watched]
+            self._subs.clear()
+            self._cursors.clear()
+        for sub in subs:
+            sub.end("redis_unreachable")
 
 
 def init_hub(app: Flask) -> None:
@@ -185,18 +229,20 @@ def sse_events(
     max_seconds: float,
     first_event: str | None = None,
     gauge: metrics.AppMetrics | None = None,
+    max_pending: int | None = None,
+    on_overflow=None,
 ):
     """Yields SSE text from `cursor` on; a `: ping` comment after `heartbeat` idle seconds.
     `gauge` (the app's metric state; the generator runs outside the app context) counts
-    the open stream."""
+    the open stream. It ends when the hub ends its feed (Redis lost, client not reading)."""
     if gauge is not None:
         gauge.sse_stream_opened()
-    sub = hub.subscribe(key, cursor)
+    sub = hub.subscribe(key, cursor, max_pending, on_overflow)
     last = parse_id(cursor)
     try:
         yield first_event or ": connected\n\n"
         started = last_sent = time.monotonic()
-        while True:
+        while not sub.ended:
             now = time.monotonic()
             if now - started >= max_seconds:
                 return
@@ -221,3 +267,20 @@ def sse_events(
         hub.unsubscribe(sub)
         if gauge is not None:
             gauge.sse_stream_closed()
+
+
+def socket_closer(environ: dict):
+    """A callable that shuts the request's socket (gunicorn puts it in the environ), which
+    ends a response stuck writing to a client that does not read; None elsewhere."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+
+    def close() -> None:
+        log.warning("closing an SSE connection whose client stopped reading")
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    return close

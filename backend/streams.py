@@ -13,9 +13,11 @@ import time
 import uuid
 from typing import cast
 
+import redis
 from flask import current_app
 
 from backend.extensions import redis_client
+from backend.outages import retry_during_outage
 
 ZERO_ID = "0-0"
 _ID_RE = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
@@ -141,6 +143,8 @@ class RunPublisher:
         self._writer: threading.Thread | None = None
         self._closed = False
         self._batched = batched
+        self._gap = False  # deltas were lost while Redis was unreachable
+        self._write_retry_seconds = config["STREAM_WRITE_RETRY_SECONDS"]
 
     # -- queueing -----------------------------------------------------------------
     def _enqueue(self, event: str, data: dict) -> str | None:
@@ -171,6 +175,8 @@ class RunPublisher:
                 self._busy = True
             try:
                 self._send(batch)
+            except redis.RedisError:  # Redis is away: these deltas are lost, the next write says so
+                self._gap = True
             except Exception as exc:  # surfaced to the run loop at its next publish
                 with self._cond:
                     self._failure = exc
@@ -180,9 +186,15 @@ class RunPublisher:
                     self._cond.notify_all()
 
     def _send(self, batch: list[dict], refresh_ttl: bool = False) -> list[str]:
+        gap = self._gap
+        if gap:
+            batch = [gap_entry(self.run_id), *batch]
         ids, flag_set = append_entries(
             self._redis, self.key, batch, self._maxlen, self._ttl if refresh_ttl else None, self._cancel_key
         )
+        if gap:
+            self._gap = False
+            ids = ids[1:]
         if flag_set:
             self.cancel_requested = True
         return ids
@@ -198,7 +210,14 @@ class RunPublisher:
         """Writes after everything queued so far and returns the entry id."""
         self._drain()
         self.count += 1
-        return self._send([{"e": event, "d": encode(data)}], refresh_ttl=refresh_ttl)[0]
+        entry = {"e": event, "d": encode(data)}
+        return retry_during_outage(
+            lambda: self._send([entry], refresh_ttl=refresh_ttl)[0],
+            redis.RedisError,
+            self._write_retry_seconds,
+            f"writing {event} of run {self.run_id}",
+            is_outage=lambda error: isinstance(error, redis.ConnectionError | redis.TimeoutError),
+        )
 
     def close(self) -> None:
         """Sends what is still queued and stops the writer."""
@@ -238,6 +257,12 @@ class RunPublisher:
         entry_id = self._write_now("message_end", data)
         self.close()
         return entry_id
+
+
+def gap_entry(run_id: str) -> dict:
+    """A `resync` written before the first event after some were lost (Redis was unreachable):
+    a visitor reloads the messages over REST, the run's `message_end` still follows."""
+    return {"e": "resync", "d": encode({"reason": "events_lost", "run_id": run_id})}
 
 
 def publish_message(conversation_id, message) -> str:
