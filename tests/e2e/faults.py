@@ -47,7 +47,17 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]
             + ["--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
             start_new_session=True,
         )
@@ -97,7 +107,9 @@ class PostgresCluster:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "pg.log"), "-w", "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "pg.log"), "-w", "start"
+        )
 
     def stop(self) -> None:
         """A fast shutdown: every connection is cut, as in a restart or failover."""
@@ -131,7 +143,9 @@ class Proxy:
 
     def _serve(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        )
         started.set()
         self._loop.run_forever()
 
@@ -194,10 +208,14 @@ class FaultStack:
     """gunicorn (gevent) + a Celery worker, as the Procfile starts them, on the given
     database and Redis; duck-typed like the shared `stack` for tests.e2e.chat.Visitor."""
 
-    def __init__(self, groq_url: str, database_url: str, redis_url: str, broker_url: str | None = None, **env):
+    def __init__(
+        self, groq_url: str, database_url: str, redis_url: str, broker_url: str | None = None, **env
+    ):
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url
-        self.env = base_env(database_url, redis_url, groq_url, CELERY_BROKER_URL=broker_url or redis_url, **env)
+        self.env = base_env(
+            database_url, redis_url, groq_url, CELERY_BROKER_URL=broker_url or redis_url, **env
+        )
         self.web, self.url = start_web(self.env, LOG_DIR)
         self.worker = start_worker(self.env, LOG_DIR)
         self._engine = create_engine(make_url(database_url).set(drivername="postgresql+psycopg2"))
@@ -215,7 +233,10 @@ class FaultStack:
     def replies_per_run(self) -> dict[str, int]:
         with self._engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT run_id, count(*) AS n FROM conversation_messages WHERE role = 'assistant' GROUP BY 1")
+                text(
+                    "SELECT run_id, count(*) AS n FROM conversation_messages"
+                    " WHERE role = 'assistant' GROUP BY run_id"
+                )
             )
             return {str(r.run_id): r.n for r in rows}
 
@@ -237,12 +258,22 @@ class FaultStack:
 
 def migrate_and_seed(database_url: str) -> str:
     """Schema and the demo workspace in a fresh database; returns its handle."""
-    env = {**os.environ, "DATABASE_URL": database_url, "ENVIRONMENT": "local", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ENVIRONMENT": "local",
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+    }
     env["SECRET_KEY"] = "e2e-secret-key-0123456789abcdef0123456789"
     root = Path(__file__).resolve().parents[2]
     for command in (["db", "upgrade"], ["seed"]):
         subprocess.run(
-            ["flask", "--app", "wsgi", *command], cwd=root, env=env, check=True, capture_output=True, timeout=120
+            ["flask", "--app", "wsgi", *command],
+            cwd=root,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
     return "demo"
 
@@ -312,4 +343,3 @@ def follow_in_thread(visitor, cursor: str | None, run_id: str, timeout: float):
         return box["seen"]
 
     return result
-

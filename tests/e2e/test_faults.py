@@ -9,7 +9,6 @@ Marked `faults`: `python -m pytest -m faults` runs them alone; the default run i
 """
 
 import os
-import statistics
 import time
 
 import pytest
@@ -93,7 +92,12 @@ def test_a_stalled_model_ends_the_run_within_the_groq_timeout_and_a_cancel_still
 ):
     timeout = 2.0
     stack = start_stack(
-        stacks, groq.base_url, faults_db, private_redis.url(0), private_redis.url(1), GROQ_TIMEOUT_SECONDS=timeout
+        stacks,
+        groq.base_url,
+        faults_db,
+        private_redis.url(0),
+        private_redis.url(1),
+        GROQ_TIMEOUT_SECONDS=timeout,
     )
     groq.when("stall", Reply.stall_after(3, seconds=20))
     visitor = Visitor(stack, "demo")
