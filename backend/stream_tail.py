@@ -109,11 +109,16 @@ class StreamHub:
             if hub_cursor is None:
                 self._cursors[key] = cursor
             self._ensure_thread()
-        if hub_cursor is None:
-            self._wake()
-        elif parse_id(hub_cursor) > parse_id(cursor):
-            # The hub already read past this visitor's cursor: fetch the part it missed.
-            sub.backlog = self._short.xrange(key, min="(" + cursor, max=hub_cursor)
+        try:
+            if hub_cursor is None:
+                self._wake()
+            elif parse_id(hub_cursor) > parse_id(cursor):
+                # The hub already read past this visitor's cursor: fetch the part it missed.
+                sub.backlog = self._short.xrange(key, min="(" + cursor, max=hub_cursor)
+        except redis.RedisError:
+            # Redis went away: the stream ends at once, cleanly, and the client reconnects.
+            log.warning("stream hub cannot reach Redis; ending a new stream", exc_info=True)
+            sub.end("redis_unreachable")
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -82,17 +83,20 @@ class PostgresCluster:
     """A PostgreSQL cluster made with initdb in a temp dir, run as the postgres user (initdb
     refuses root), trust auth on 127.0.0.1, fsync off: only for tests."""
 
-    def __init__(self, directory: Path):
+    def __init__(self):
         bins = sorted(glob("/usr/lib/postgresql/*/bin/initdb"))
         if not bins:
             raise RuntimeError("no initdb under /usr/lib/postgresql/*/bin")
         self.bin = Path(bins[-1]).parent
-        self.dir = directory
-        self.data = directory / "data"
+        # Its own directory under /tmp: pytest's tmp_path is private to root, and the
+        # server runs as the postgres user (initdb refuses root).
+        self.dir = Path(tempfile.mkdtemp(prefix="faults-pg-"))
+        self.dir.chmod(0o755)
+        self.data = self.dir / "data"
         self.port = free_port()
         self._as_user = [] if os.getuid() != 0 else ["runuser", "-u", "postgres", "--"]
         if os.getuid() == 0:
-            shutil.chown(directory, "postgres", "postgres")
+            shutil.chown(self.dir, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
         self.start()
 
@@ -120,6 +124,7 @@ class PostgresCluster:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         except subprocess.CalledProcessError:
             pass  # already stopped
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Proxy:

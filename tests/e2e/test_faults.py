@@ -17,7 +17,14 @@ from sqlalchemy.engine import make_url
 
 from tests.db_cleanup import admin_connection
 from tests.e2e.chat import Visitor, after_deltas, is_end_of, names
-from tests.e2e.faults import FaultStack, RedisServer, follow_in_thread, migrate_and_seed
+from tests.e2e.faults import (
+    FaultStack,
+    PostgresCluster,
+    Proxy,
+    RedisServer,
+    follow_in_thread,
+    migrate_and_seed,
+)
 from tests.fake_groq import Reply
 
 pytestmark = pytest.mark.faults
@@ -166,6 +173,10 @@ def test_redis_restarting_empty_mid_stream_loses_no_reply_and_strands_no_run(
     back = time.monotonic()
 
     seen = [follower() for follower in followers]
+    print(
+        "\n[faults] redis restart: visitors saw",
+        [(g.resync and "resync", g.reconnects, g.refused) for g in seen],
+    )
     for visitor, sent, got in zip(visitors, posted, seen, strict=True):
         run_id = sent["run"]["id"]
         assert got.error is None, (got.error, got.events[-5:])
@@ -199,3 +210,134 @@ def test_redis_restarting_empty_mid_stream_loses_no_reply_and_strands_no_run(
     assert end["full_text"] == "You said: are you back?"
     report("redis restart: a new message after recovery was answered in", time.monotonic() - asked)
     assert "assistant_metrics_redis_up 1.0" in requests.get(f"{stack.url}/metrics", timeout=10).text
+
+
+# --- 2. Redis unreachable for 30 s -------------------------------------------------------------
+
+
+def test_redis_unreachable_for_30_seconds(faults_db, private_redis, groq, stacks):
+    outage = 30.0
+    proxy = Proxy(private_redis.port)
+    try:
+        stack = start_stack(stacks, groq.base_url, faults_db, proxy.url(0), proxy.url(1))
+        groq.default = Reply.tokens(150, delay=0.04)  # 6 s: the outage starts mid-reply
+        first = Visitor(stack, "demo", name="first")
+        posted = first.send("a long answer please")
+        follower = follow_in_thread(first, posted["stream_cursor"], posted["run"]["id"], timeout=outage + 60)
+        wait_running(first, posted["run"]["id"])
+        time.sleep(1.0)
+
+        proxy.cut()
+        cut_at = time.monotonic()
+        # A visitor's post is still saved and answered 201; reads of the database still work.
+        second = Visitor(stack, "demo", name="second")
+        during = second.post("posted while Redis is away")
+        assert during.status_code == 201, during.text
+        assert during.json()["stream_cursor"] is None
+        assert [m["role"] for m in second.messages()] == ["user"]
+        health = stack.health()
+        assert health.status_code == 503, health.text
+        assert health.json()["redis"] == "error" and health.json()["database"] == "ok"
+        # The stream cannot start without Redis: a JSON 503 the client retries, not a 500.
+        refused = requests.get(
+            first.url("/stream"),
+            params={"visitor_token": first.token},
+            headers={"Last-Event-ID": "1700000000000-0"},
+            timeout=30,
+        )
+        assert refused.status_code == 503 and refused.headers["Content-Type"] == "application/json"
+        assert "Redis" in refused.json()["detail"]
+        time.sleep(max(0.0, cut_at + outage - time.monotonic()))
+        proxy.restore()
+        back = time.monotonic()
+
+        seen = follower()
+        assert seen.error is None, (seen.error, seen.events[-5:])
+        assert seen.refused > 0 or seen.reconnects > 0  # its stream was closed and came back
+        reply = first.wait_run(posted["run"]["id"], timeout=30)
+        assert reply["status"] == "completed"
+        assert seen.resync or seen.end["full_text"] == saved_reply(first, posted["run"]["id"])
+        assert saved_reply(first, posted["run"]["id"]) == " ".join(f"tok{i}" for i in range(150))
+        # The backlog (the message posted during the outage) is answered once Redis is back.
+        run = second.wait_run(during.json()["run"]["id"], timeout=STALE + RECOVERY_INTERVAL + 60)
+        answered_after = time.monotonic() - back
+        report("redis unreachable: the message posted during the outage was answered after", answered_after)
+        print(
+            "[faults] redis unreachable: the first visitor saw", (seen.resync, seen.reconnects, seen.refused)
+        )
+        assert run["status"] == "completed"
+        assert saved_reply(second, run["id"]) == " ".join(f"tok{i}" for i in range(150))
+        assert stack.health().status_code == 200
+        assert stack.worker.proc.poll() is None and "Unrecoverable error" not in stack.worker.output()
+        assert " 500 " not in stack.web.output() and "Internal server error" not in stack.web.output()
+        stack.wait_all_finished(timeout=10)
+    finally:
+        proxy.close()
+
+
+# --- 3. PostgreSQL restarts mid-run ------------------------------------------------------------
+
+
+def test_postgresql_restarting_mid_run_gives_json_503s_and_saves_the_reply_once(private_redis, groq, stacks):
+    cluster = PostgresCluster()
+    try:
+        migrate_and_seed(cluster.url)
+        stack = start_stack(
+            stacks,
+            groq.base_url,
+            cluster.url,
+            private_redis.url(0),
+            private_redis.url(1),
+            RUN_STALE_SECONDS=15,
+        )
+        groq.default = Reply.tokens(60, delay=0.05)  # 3 s: it ends, and is saved, during the outage
+        visitor = Visitor(stack, "demo")
+        posted = visitor.send("answer me slowly")
+        run_id = posted["run"]["id"]
+        follower = follow_in_thread(visitor, posted["stream_cursor"], run_id, timeout=60)
+        wait_running(visitor, run_id)
+        web_pid, worker_pid = stack.web.proc.pid, stack.worker.proc.pid
+
+        cluster.stop()
+        down_at = time.monotonic()
+        during = [
+            visitor.post("are you there?"),
+            requests.get(visitor.url("/messages"), headers=visitor.headers),
+        ]
+        for response in during:
+            assert response.status_code == 503, response.text
+            assert response.headers["Content-Type"] == "application/json"
+            assert "database" in response.json()["detail"] and "Traceback" not in response.text
+        health = stack.health()
+        assert health.status_code == 503 and health.json()["database"] == "error"
+        time.sleep(max(0.0, down_at + 5.0 - time.monotonic()))
+        cluster.start()
+        up_at = time.monotonic()
+
+        while requests.get(visitor.url("/messages"), headers=visitor.headers, timeout=10).status_code != 200:
+            assert time.monotonic() - up_at < 30, "the web process's pool did not recover"
+            time.sleep(0.1)
+        report(
+            "postgresql restart: the web answered again after the database was back", time.monotonic() - up_at
+        )
+        run = visitor.wait_run(run_id, timeout=40)
+        report("postgresql restart: the run was saved after the database was back", time.monotonic() - up_at)
+        seen = follower()
+        assert seen.error is None, (seen.error, seen.events[-5:])
+        assert run["status"] == "completed", run
+        reply = saved_reply(visitor, run_id)
+        assert reply == " ".join(f"tok{i}" for i in range(60))
+        assert seen.resync or seen.end["full_text"] == reply
+        assert stack.replies_per_run() == {run_id: 1}
+        assert stack.health().status_code == 200
+        # No process was restarted, and the worker still runs new messages.
+        assert (stack.web.proc.pid, stack.worker.proc.pid) == (web_pid, worker_pid)
+        assert stack.web.proc.poll() is None and stack.worker.proc.poll() is None
+        groq.default = Reply.echo()
+        again = visitor.send("and now?")
+        assert visitor.wait_run(again["run"]["id"], timeout=30)["status"] == "completed"
+        assert " 500 " not in stack.web.output()
+        stack.stop()
+        stacks.clear()
+    finally:
+        cluster.destroy()
