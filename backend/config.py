@@ -201,6 +201,7 @@ class Config:
     # Entries waiting for one SSE connection that does not read; past it the connection is
     # closed (the client resumes with Last-Event-ID), so a stuck client costs bounded memory.
     SSE_MAX_PENDING_ENTRIES = _int("SSE_MAX_PENDING_ENTRIES", 5_000)
+    SSE_SEND_BUFFER_BYTES = _int("SSE_SEND_BUFFER_BYTES", 128 * 1024)  # 0: the kernel's autotuning
     AGENT_QUEUE = _env("AGENT_QUEUE", "agent-runs")
 
     # Rate limits (Flask-Limiter strings)

@@ -274,12 +274,17 @@ def sse_events(
             gauge.sse_stream_closed()
 
 
-def socket_closer(environ: dict):
-    """A callable that shuts the request's socket (gunicorn puts it in the environ), which
-    ends a response stuck writing to a client that does not read; None elsewhere."""
+def stuck_client_guard(environ: dict, send_buffer_bytes: int):
+    """Caps the kernel's send buffer of the request's socket (gunicorn puts it in the
+    environ) and returns a callable that shuts the socket, which ends a response stuck
+    writing to a client that does not read; None outside gunicorn. With the cap, a stuck
+    client holds at most that many bytes in the kernel, then SSE_MAX_PENDING_ENTRIES in
+    the hub, then is cut off (autotuning would let the kernel buffer megabytes first)."""
     sock = environ.get("gunicorn.socket")
     if sock is None:
         return None
+    if send_buffer_bytes > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
 
     def close() -> None:
         log.warning("closing an SSE connection whose client stopped reading")

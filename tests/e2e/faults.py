@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -348,3 +349,85 @@ def follow_in_thread(visitor, cursor: str | None, run_id: str, timeout: float):
         return box["seen"]
 
     return result
+
+
+def process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of `pid` (gunicorn's workers under its master)."""
+    children = []
+    for stat in glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(Path(stat).parent.name))
+    return children
+
+
+class PeakRSS:
+    """Samples a process's resident memory every 50 ms until stopped; `peak` in MiB."""
+
+    def __init__(self, pid: int):
+        self.pid, self.start, self.peak = pid, process_rss_mb(pid), 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, process_rss_mb(self.pid))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def open_raw_stream(base_url: str, path: str, params: str, rcvbuf: int | None = None) -> socket.socket:
+    """An SSE request on a raw socket (cheap enough for 50 readers in one test process);
+    `rcvbuf` shrinks its receive buffer, for a client that will never read."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect((host, int(port)))
+    request = f"GET {path}?{params} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+    sock.sendall(request.encode())
+    return sock
+
+
+def read_raw_stream(sock: socket.socket, timeout: float, connected: threading.Event | None = None) -> dict:
+    """Reads SSE from a raw socket until a message_end: each entry's delivery latency (now
+    minus the time Redis gave it, in its id), the ids seen, whether the server closed."""
+    sock.settimeout(timeout)
+    latencies: list[float] = []
+    ids: list[str] = []
+    buffered = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(1 << 16)
+        except TimeoutError:
+            break
+        if not data:
+            return {"latencies": latencies, "ids": ids, "closed": True, "ended": False}
+        now = time.time()
+        lines = (buffered + data).split(b"\n")
+        buffered = lines.pop()
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if line.startswith(b"id: "):
+                ids.append(line[4:].decode())
+                latencies.append(now - int(line[4:].split(b"-")[0]) / 1000)
+            elif line == b": connected" and connected is not None:
+                connected.set()
+            elif line == b"event: message_end":
+                return {"latencies": latencies, "ids": ids, "closed": False, "ended": True}
+    return {"latencies": latencies, "ids": ids, "closed": False, "ended": False}

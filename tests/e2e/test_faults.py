@@ -9,6 +9,8 @@ Marked `faults`: `python -m pytest -m faults` runs them alone; the default run i
 """
 
 import os
+import statistics
+import threading
 import time
 
 import pytest
@@ -19,11 +21,15 @@ from tests.db_cleanup import admin_connection
 from tests.e2e.chat import Visitor, after_deltas, is_end_of, names
 from tests.e2e.faults import (
     FaultStack,
+    PeakRSS,
     PostgresCluster,
     Proxy,
     RedisServer,
+    child_pids,
     follow_in_thread,
     migrate_and_seed,
+    open_raw_stream,
+    read_raw_stream,
 )
 from tests.fake_groq import Reply
 
@@ -341,3 +347,141 @@ def test_postgresql_restarting_mid_run_gives_json_503s_and_saves_the_reply_once(
         stacks.clear()
     finally:
         cluster.destroy()
+
+
+# --- 5. A visitor that stops reading -------------------------------------------------------------
+
+
+def fan_out(stack, readers: int, stuck: bool, tokens: int) -> dict:
+    """One reply of `tokens` deltas streamed to `readers` reading connections of one web
+    process (and to one that never reads, when `stuck`): their delivery latencies and the
+    web worker's memory."""
+    visitor = Visitor(stack, "demo")
+    path = f"/api/v1/public/conversations/{visitor.conversation_id}/stream"
+    params = f"visitor_token={visitor.token}"
+    socks = [open_raw_stream(stack.url, path, params) for _ in range(readers)]
+    connected = [threading.Event() for _ in socks]
+    results: list = [None] * readers
+
+    def read(i: int) -> None:
+        results[i] = read_raw_stream(socks[i], 90, connected[i])
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(readers)]
+    for thread in threads:
+        thread.start()
+    for event in connected:
+        assert event.wait(20), "a reader never got its stream"
+    stuck_sock = open_raw_stream(stack.url, path, params, rcvbuf=4096) if stuck else None
+    time.sleep(0.5)  # every connection is subscribed before the reply starts
+    (web_worker,) = child_pids(stack.web.proc.pid)
+    rss = PeakRSS(web_worker)
+    posted = visitor.send("a very long reply")
+    for thread in threads:
+        thread.join(120)
+    peak = rss.stop()
+    for sock in socks:
+        sock.close()
+    assert all(r["ended"] and len(r["ids"]) == tokens + 2 for r in results), [
+        (r["ended"], len(r["ids"])) for r in results
+    ]
+    latencies = [latency for r in results for latency in r["latencies"]]
+    return {
+        "visitor": visitor,
+        "run_id": posted["run"]["id"],
+        "p99": statistics.quantiles(latencies, n=100)[98],
+        "rss_growth": peak - rss.start,
+        "stuck": stuck_sock,
+    }
+
+
+def test_a_client_that_stops_reading_is_cut_off_without_slowing_the_others(
+    faults_db, private_redis, groq, stacks
+):
+    tokens, readers = 5000, 50
+    stack = start_stack(
+        stacks,
+        groq.base_url,
+        faults_db,
+        private_redis.url(0),
+        private_redis.url(1),
+        SSE_MAX_PENDING_ENTRIES=1000,
+    )
+    groq.default = Reply.tokens(tokens, delay=0.001)
+    baseline = fan_out(stack, readers, stuck=False, tokens=tokens)
+    with_stuck = fan_out(stack, readers, stuck=True, tokens=tokens)
+    print(
+        f"\n[faults] stuck client: others' delivery p99 {baseline['p99'] * 1000:.0f} ms without it, "
+        f"{with_stuck['p99'] * 1000:.0f} ms with it; web worker RSS growth "
+        f"{baseline['rss_growth']:.1f} MiB without, {with_stuck['rss_growth']:.1f} MiB with"
+    )
+    assert with_stuck["p99"] <= 2 * max(baseline["p99"], 0.05)
+    assert with_stuck["rss_growth"] <= baseline["rss_growth"] + 20
+
+    # The stuck connection was closed by the server once SSE_MAX_PENDING_ENTRIES waited for it
+    # (what its buffers held arrives first); it resumes from its last id with the rest.
+    got = read_raw_stream(with_stuck["stuck"], timeout=20)
+    with_stuck["stuck"].close()
+    assert got["closed"] and not got["ended"] and 0 < len(got["ids"]) < tokens, (
+        got["closed"],
+        len(got["ids"]),
+    )
+    assert "closing an SSE connection whose client stopped reading" in stack.web.output()
+    visitor, run_id = with_stuck["visitor"], with_stuck["run_id"]
+    resumed = visitor.stream(got["ids"][-1], header=True, timeout=30)
+    try:
+        rest = resumed.events_until(is_end_of(run_id), timeout=30)
+    finally:
+        resumed.close()
+    assert [e.id for e in rest][0] > got["ids"][-1] or len(rest) == 1
+    full = " ".join(f"tok{i}" for i in range(tokens))
+    assert rest[-1].data["full_text"] == full == saved_reply(visitor, run_id)
+
+
+# --- 6. Slow network to Redis -------------------------------------------------------------------
+
+
+def timed_reply(stack, tokens: int) -> tuple[float, float]:
+    """(time to first token, time to message_end) seen by a visitor, from its post."""
+    visitor = Visitor(stack, "demo")
+    stream = visitor.stream(timeout=30)
+    try:
+        stream.until_comment("connected")
+        asked = time.monotonic()
+        posted = visitor.send("time me")
+        stream.events_until(lambda e: e.event == "delta", timeout=30)
+        first = time.monotonic() - asked
+        events = stream.events_until(is_end_of(posted["run"]["id"]), timeout=60)
+        total = time.monotonic() - asked
+    finally:
+        stream.close()
+    assert events[-1].data["full_text"] == " ".join(f"tok{i}" for i in range(tokens))
+    return first, total
+
+
+def test_a_slow_network_to_redis_delays_the_first_token_not_every_token(
+    faults_db, private_redis, groq, stacks
+):
+    added = 0.020  # each way
+    tokens = 300
+    proxy = Proxy(private_redis.port)
+    try:
+        stack = start_stack(stacks, groq.base_url, faults_db, proxy.url(0), proxy.url(1))
+        groq.default = Reply.tokens(tokens, delay=0.005)
+        timed_reply(stack, tokens)  # warm: pools and connections open
+        fast = [timed_reply(stack, tokens) for _ in range(3)]
+        proxy.delay = added
+        timed_reply(stack, tokens)
+        slow = [timed_reply(stack, tokens) for _ in range(3)]
+    finally:
+        proxy.close()
+    ttft_fast, ttft_slow = (statistics.median(t for t, _ in runs) for runs in (fast, slow))
+    total_fast, total_slow = (statistics.median(t for _, t in runs) for runs in (fast, slow))
+    round_trip = 2 * added
+    print(
+        f"\n[faults] slow network: TTFT {ttft_fast * 1000:.0f} -> {ttft_slow * 1000:.0f} ms, "
+        f"whole reply {total_fast:.2f} -> {total_slow:.2f} s, {round_trip * 1000:.0f} ms added per round trip"
+    )
+    # A handful of round trips before the first token (post, enqueue, claim, message_start,
+    # the first batch, the hub's read), not one per token: 300 tokens would add 12 s.
+    assert ttft_slow - ttft_fast < 20 * round_trip
+    assert total_slow - total_fast < 25 * round_trip
