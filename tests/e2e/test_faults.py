@@ -272,6 +272,7 @@ def test_redis_unreachable_for_30_seconds(faults_db, private_redis, groq, stacks
             "[faults] redis unreachable: the first visitor saw", (seen.resync, seen.reconnects, seen.refused)
         )
         assert run["status"] == "completed"
+        assert answered_after < 25  # the worker reconnects within 2 s, then the 6 s reply
         assert saved_reply(second, run["id"]) == " ".join(f"tok{i}" for i in range(150))
         assert stack.health().status_code == 200
         assert stack.worker.proc.poll() is None and "Unrecoverable error" not in stack.worker.output()
@@ -414,7 +415,9 @@ def test_a_client_that_stops_reading_is_cut_off_without_slowing_the_others(
         f"{with_stuck['p99'] * 1000:.0f} ms with it; web worker RSS growth "
         f"{baseline['rss_growth']:.1f} MiB without, {with_stuck['rss_growth']:.1f} MiB with"
     )
-    assert with_stuck["p99"] <= 2 * max(baseline["p99"], 0.05)
+    # Below 0.1 s a p99 moves with the scheduling of this 2-core machine (the test process
+    # parses 250k events itself), so the bound is 2x the baseline, or 0.2 s below that.
+    assert with_stuck["p99"] <= 2 * max(baseline["p99"], 0.1)
     assert with_stuck["rss_growth"] <= baseline["rss_growth"] + 20
 
     # The stuck connection was closed by the server once SSE_MAX_PENDING_ENTRIES waited for it
