@@ -212,3 +212,13 @@ def test_a_rollback_that_fails_with_the_database_gone_is_only_logged(app, monkey
 
     monkeypatch.setattr(db.session, "rollback", gone)
     rollback_session()
+
+
+def test_metrics_say_whether_the_database_answered(app, client):
+    from tests.helpers import build_app
+
+    assert "assistant_database_up 1.0" in client.get("/metrics").get_data(as_text=True)
+    dead = "postgresql+psycopg2://postgres@127.0.0.1:5439/none"
+    with build_app(app, SQLALCHEMY_DATABASE_URI=dead) as broken:
+        text = broken.test_client().get("/metrics").get_data(as_text=True)
+    assert "assistant_database_up 0.0" in text and "assistant_runs_current" not in text
