@@ -14,9 +14,11 @@ import threading
 import time
 
 import pytest
+import redis
 import requests
 from sqlalchemy.engine import make_url
 
+from backend.streams import stream_key
 from tests.db_cleanup import admin_connection
 from tests.e2e.chat import Visitor, after_deltas, is_end_of, names
 from tests.e2e.faults import (
@@ -302,7 +304,15 @@ def test_postgresql_restarting_mid_run_gives_json_503s_and_saves_the_reply_once(
         posted = visitor.send("answer me slowly")
         run_id = posted["run"]["id"]
         follower = follow_in_thread(visitor, posted["stream_cursor"], run_id, timeout=60)
-        wait_running(visitor, run_id)
+        # The model is streaming (the run's database work before it is done): the outage
+        # hits the final save. (An outage before the model call fails the run visibly
+        # after RUN_STALE_SECONDS, through the recovery sweep: README, "Failure modes".)
+        events = redis.Redis(port=private_redis.port, db=0)
+        key = stream_key(visitor.conversation_id)
+        deadline = time.monotonic() + 20
+        while events.xlen(key) < 6:  # message_start and five deltas
+            assert time.monotonic() < deadline, "the reply did not start streaming"
+            time.sleep(0.02)
         web_pid, worker_pid = stack.web.proc.pid, stack.worker.proc.pid
 
         cluster.stop()
