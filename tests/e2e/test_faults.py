@@ -162,7 +162,15 @@ def test_a_stalled_model_ends_the_run_within_the_groq_timeout_and_a_cancel_still
 def test_redis_restarting_empty_mid_stream_loses_no_reply_and_strands_no_run(
     faults_db, private_redis, groq, stacks
 ):
-    stack = start_stack(stacks, groq.base_url, faults_db, private_redis.url(0), private_redis.url(1))
+    limits = {  # Flask-Limiter on, storing in this Redis, with limits the test never reaches
+        "RATELIMIT_ENABLED": "true",
+        "PUBLIC_RATE_LIMIT_PER_IP": "100000/minute",
+        "PUBLIC_CONVERSATION_RATE_LIMIT_PER_IP": "100000/minute",
+        "PUBLIC_MESSAGE_RATE_LIMIT_PER_CONVERSATION": "1000/minute",
+    }
+    stack = start_stack(
+        stacks, groq.base_url, faults_db, private_redis.url(0), private_redis.url(1), **limits
+    )
     groq.default = Reply.tokens(200, delay=0.02)
     visitors = [Visitor(stack, "demo", name=f"v{i}") for i in range(3)]
     posted = [visitor.send("tell me a long story") for visitor in visitors]
@@ -218,6 +226,9 @@ def test_redis_restarting_empty_mid_stream_loses_no_reply_and_strands_no_run(
     assert end["full_text"] == "You said: are you back?"
     report("redis restart: a new message after recovery was answered in", time.monotonic() - asked)
     assert "assistant_metrics_redis_up 1.0" in requests.get(f"{stack.url}/metrics", timeout=10).text
+    # Flask-Limiter counts in the new (empty) Redis again.
+    keys = redis.Redis(port=private_redis.port, db=0).keys("LIMITS*")
+    assert keys, "the rate limiter wrote nothing to Redis after it came back"
 
 
 # --- 2. Redis unreachable for 30 s -------------------------------------------------------------
