@@ -193,6 +193,14 @@ class Config:
     RUN_CANCEL_POLL_SECONDS = _float("RUN_CANCEL_POLL_SECONDS", 0.25)
     RUN_STALE_SECONDS = _float("RUN_STALE_SECONDS", 30.0)
     RUN_RECOVERY_INTERVAL_SECONDS = _float("RUN_RECOVERY_INTERVAL_SECONDS", 10.0)
+    # Riding out outages (README, "Failure modes"): how long a run keeps trying to write its
+    # first/last stream event while Redis is down, and to save its reply while PostgreSQL is.
+    STREAM_WRITE_RETRY_SECONDS = _float("STREAM_WRITE_RETRY_SECONDS", 60.0)
+    RUN_SAVE_RETRY_SECONDS = _float("RUN_SAVE_RETRY_SECONDS", 60.0)
+    # Entries waiting for one SSE connection that does not read; past it the connection is
+    # closed (the client resumes with Last-Event-ID), so a stuck client costs bounded memory.
+    SSE_MAX_PENDING_ENTRIES = _int("SSE_MAX_PENDING_ENTRIES", 5_000)
+    SSE_SEND_BUFFER_BYTES = _int("SSE_SEND_BUFFER_BYTES", 128 * 1024)  # 0: the kernel's autotuning
     AGENT_QUEUE = _env("AGENT_QUEUE", "agent-runs")
 
     # Rate limits (Flask-Limiter strings)

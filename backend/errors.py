@@ -4,8 +4,9 @@ import logging
 import math
 import time
 
+import redis
 from flask import Flask, current_app, jsonify
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -167,17 +168,56 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(IntegrityError)
     def handle_integrity_error(error: IntegrityError):
-        _rollback()
+        rollback_session()
         log.warning("integrity error: %s", error.orig)
         return error_response(409, "Conflict with existing data")
 
+    @app.errorhandler(DBAPIError)
+    def handle_database_error(error: DBAPIError):
+        rollback_session()
+        if not is_database_outage(error):
+            log.exception("unhandled database error")
+            return error_response(500, "Internal server error")
+        log.warning("database unreachable: %s", error.orig)
+        return service_unavailable("the database")
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def handle_redis_outage(error: redis.RedisError):
+        rollback_session()
+        log.warning("redis unreachable: %s", error)
+        return service_unavailable("Redis")
+
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        _rollback()
+        rollback_session()
         log.exception("unhandled error")
         return error_response(500, "Internal server error")
 
 
-def _rollback() -> None:
-    """Rolls back the app's database session (Flask-SQLAlchemy keeps it in app.extensions)."""
-    current_app.extensions["sqlalchemy"].session.rollback()
+def is_database_outage(error: BaseException) -> bool:
+    """A lost or refused database connection (a restart, a failover), not a bad query."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+OUTAGE_RETRY_AFTER_SECONDS = 5
+
+
+def service_unavailable(what: str):
+    """503 in the one JSON shape, for a dependency that is down for now; clients retry."""
+    return error_response(
+        503,
+        f"Service temporarily unavailable: {what} is unreachable, try again shortly",
+        headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def rollback_session() -> None:
+    """Rolls back the app's database session (Flask-SQLAlchemy keeps it in app.extensions);
+    with the database gone the rollback itself may fail, which changes nothing."""
+    try:
+        current_app.extensions["sqlalchemy"].session.rollback()
+    except Exception:  # noqa: BLE001
+        log.warning("rollback failed", exc_info=True)

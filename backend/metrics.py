@@ -289,6 +289,7 @@ class AssistantCollector(Collector):
         gauge = GaugeMetricFamily(
             "assistant_runs_current", "Agent runs in the database by status.", labels=["status"]
         )
+        up = GaugeMetricFamily("assistant_database_up", "1 when the database answered the scrape.")
         try:
             with self.app.app_context():
                 rows = db.session.execute(
@@ -297,7 +298,11 @@ class AssistantCollector(Collector):
                 db.session.remove()
         except Exception as exc:  # noqa: BLE001
             log.warning("metrics: database unavailable at scrape: %s", exc)
+            up.add_metric([], 0)
+            yield up
             return
+        up.add_metric([], 1)
+        yield up
         for status, count in sorted(rows):
             gauge.add_metric([status], count)
         yield gauge

@@ -16,12 +16,15 @@ but never leave a gap.
 
 import logging
 import queue
+import socket
 import threading
 import time
 from typing import cast
 
 import redis
 from flask import Flask, current_app
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from backend import metrics
 from backend.extensions import blocking_redis
@@ -38,20 +41,46 @@ def _read_reply(reply: object) -> list[tuple[str, list[StreamEntry]]]:
 
 
 class Subscription:
-    def __init__(self, key: str, cursor: str):
+    """One SSE connection's feed. At most `max_pending` entries wait for a connection that
+    does not read: past that it is ended (and `on_overflow` closes its socket, since its
+    response is stuck writing), so a stuck client costs bounded memory."""
+
+    def __init__(self, key: str, cursor: str, max_pending: int | None = None, on_overflow=None):
         self.key = key
         self.cursor = cursor
         self.backlog: list | None = None
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending = 0
+        self.max_pending = max_pending
+        self.on_overflow = on_overflow
+        self.ended: str | None = None  # why the hub stopped feeding this connection
+
+    def put(self, entries: list) -> None:
+        if self.ended:
+            return
+        self.pending += len(entries)
+        if self.max_pending is not None and self.pending > self.max_pending:
+            self.end("overflow")
+            if self.on_overflow is not None:
+                self.on_overflow()
+            return
+        self.queue.put(entries)
+
+    def end(self, reason: str) -> None:
+        """Stops the feed; the SSE response ends at its next read (the client reconnects)."""
+        self.ended = reason
+        self.queue.put([])
 
     def next_batch(self, timeout: float) -> list | None:
         if self.backlog:
             batch, self.backlog = self.backlog, None
             return batch
         try:
-            return self.queue.get(timeout=max(timeout, 0))
+            batch = self.queue.get(timeout=max(timeout, 0))
         except queue.Empty:
             return None
+        self.pending -= len(batch)
+        return batch
 
 
 class StreamHub:
@@ -64,8 +93,13 @@ class StreamHub:
         closes); by default one of the hub's own."""
         self.sweep_seconds = sweep_seconds
         self.batch = batch
-        self._reader = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
-        self._listener = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
+        # A lost connection is not retried by redis-py: the hub must see it (see _lost_redis).
+        self._reader = redis.Redis.from_url(
+            redis_url, decode_responses=True, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+        )
+        self._listener = redis.Redis.from_url(
+            redis_url, decode_responses=True, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+        )
         self._short = short or blocking_redis(redis_url, 4)
         self._clients = [self._reader, self._listener] + ([] if short else [self._short])
         self._lock = threading.Lock()
@@ -77,8 +111,10 @@ class StreamHub:
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
 
-    def subscribe(self, key: str, cursor: str) -> Subscription:
-        sub = Subscription(key, cursor)
+    def subscribe(
+        self, key: str, cursor: str, max_pending: int | None = None, on_overflow=None
+    ) -> Subscription:
+        sub = Subscription(key, cursor, max_pending, on_overflow)
         with self._lock:
             self._subs.setdefault(key, set()).add(sub)
             hub_cursor = self._cursors.get(key)
@@ -89,8 +125,13 @@ class StreamHub:
         if hub_cursor is None:
             self._news.set()
         elif parse_id(hub_cursor) > parse_id(cursor):
-            # The hub already read past this visitor's cursor: fetch the part it missed.
-            sub.backlog = self._short.xrange(key, min="(" + cursor, max=hub_cursor)
+            try:
+                # The hub already read past this visitor's cursor: fetch the part it missed.
+                sub.backlog = self._short.xrange(key, min="(" + cursor, max=hub_cursor)
+            except redis.RedisError:
+                # Redis went away: the stream ends at once, cleanly, and the client reconnects.
+                log.warning("stream hub cannot reach Redis; ending a new stream", exc_info=True)
+                sub.end("redis_unreachable")
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -141,7 +182,8 @@ class StreamHub:
                     if message is not None:
                         self._note_change(message["data"])
             except redis.RedisError:
-                log.warning("stream hub lost its notifications; resubscribing", exc_info=True)
+                log.warning("stream hub lost its notifications; ending its feeds", exc_info=True)
+                self._lost_redis()
                 time.sleep(0.5)
             finally:
                 pubsub.close()
@@ -179,11 +221,9 @@ class StreamHub:
             # is not (dict is invariant), though it is exactly what XREAD takes.
             result = self._reader.xread(streams, count=self.batch)  # type: ignore[arg-type]
         except redis.RedisError:
-            log.exception("stream hub read failed; retrying")
+            log.exception("stream hub read failed; ending its feeds")
+            self._lost_redis()
             time.sleep(0.5)
-            with self._lock:
-                self._changed.update(streams)
-            self._news.set()
             return
         for key, entries in _read_reply(result):
             with self._lock:
@@ -199,7 +239,19 @@ class StreamHub:
                     self._changed.add(key)
                     self._news.set()
             for sub in subs:
-                sub.queue.put(entries)
+                sub.put(entries)
+
+    def _lost_redis(self) -> None:
+        """Ends every feed after the connection to Redis broke: entries may have been lost
+        (a restart without persistence), so each client reconnects with Last-Event-ID and
+        the stream's start decides again between resuming and `resync`."""
+        with self._lock:
+            subs = [sub for watched in self._subs.values() for sub in watched]
+            self._subs.clear()
+            self._cursors.clear()
+            self._changed.clear()
+        for sub in subs:
+            sub.end("redis_unreachable")
 
 
 def init_hub(app: Flask) -> None:
@@ -224,18 +276,20 @@ def sse_events(
     max_seconds: float,
     first_event: str | None = None,
     gauge: metrics.AppMetrics | None = None,
+    max_pending: int | None = None,
+    on_overflow=None,
 ):
     """Yields SSE text from `cursor` on; a `: ping` comment after `heartbeat` idle seconds.
     `gauge` (the app's metric state; the generator runs outside the app context) counts
-    the open stream."""
+    the open stream. It ends when the hub ends its feed (Redis lost, client not reading)."""
     if gauge is not None:
         gauge.sse_stream_opened()
-    sub = hub.subscribe(key, cursor)
+    sub = hub.subscribe(key, cursor, max_pending, on_overflow)
     last = parse_id(cursor)
     try:
         yield first_event or ": connected\n\n"
         started = last_sent = time.monotonic()
-        while True:
+        while not sub.ended:
             now = time.monotonic()
             if now - started >= max_seconds:
                 return
@@ -260,3 +314,25 @@ def sse_events(
         hub.unsubscribe(sub)
         if gauge is not None:
             gauge.sse_stream_closed()
+
+
+def stuck_client_guard(environ: dict, send_buffer_bytes: int):
+    """Caps the kernel's send buffer of the request's socket (gunicorn puts it in the
+    environ) and returns a callable that shuts the socket, which ends a response stuck
+    writing to a client that does not read; None outside gunicorn. With the cap, a stuck
+    client holds at most that many bytes in the kernel, then SSE_MAX_PENDING_ENTRIES in
+    the hub, then is cut off (autotuning would let the kernel buffer megabytes first)."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+    if send_buffer_bytes > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+
+    def close() -> None:
+        log.warning("closing an SSE connection whose client stopped reading")
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    return close

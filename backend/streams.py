@@ -13,9 +13,11 @@ import time
 import uuid
 from typing import cast
 
+import redis
 from flask import current_app
 
 from backend.extensions import redis_client
+from backend.outages import retry_during_outage
 
 ZERO_ID = "0-0"
 _ID_RE = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
@@ -215,6 +217,8 @@ class RunPublisher:
         self._busy = False
         self._failure: Exception | None = None
         self._writer = stream_writer() if batched else None
+        self._gap = False  # deltas were lost while Redis was unreachable
+        self._write_retry_seconds = config["STREAM_WRITE_RETRY_SECONDS"]
 
     # -- queueing (batched) ---------------------------------------------------------------
     def _enqueue(self, event: str, data: dict) -> str | None:
@@ -233,15 +237,22 @@ class RunPublisher:
         return None  # batched: the entry's id is known once the writer has written it
 
     def take_batch(self) -> list[dict]:
-        """The writer takes what is queued (with its condition held)."""
+        """The writer takes what is queued (with its condition held); after a loss, the
+        batch starts with a `resync`."""
         batch, self._pending = self._pending, []
+        if self._gap:
+            batch, self._gap = [gap_entry(self.run_id), *batch], False
         self._busy = True
         return batch
 
     def batch_sent(self, flag_set: bool, failure: Exception | None) -> None:
-        """The writer reports a batch sent, or failed (with its condition held)."""
+        """The writer reports a batch sent, or failed (with its condition held): while Redis
+        is away the batch's deltas are lost and the next write says so; any other failure
+        reaches the run loop at its next publish."""
         self._busy = False
-        if failure is not None:
+        if isinstance(failure, redis.RedisError):
+            self._gap = True
+        elif failure is not None:
             self._failure = failure
         elif flag_set:
             self.cancel_requested = True
@@ -256,6 +267,9 @@ class RunPublisher:
                 raise self._failure
 
     def _send(self, batch: list[dict], refresh_ttl: bool = False) -> list[str]:
+        gap = self._gap
+        if gap:
+            batch = [gap_entry(self.run_id), *batch]
         ids, flag_set = append_entries(
             self._redis,
             self.key,
@@ -264,6 +278,9 @@ class RunPublisher:
             self._ttl if refresh_ttl else None,
             self.cancel_flag_key,
         )
+        if gap:
+            self._gap = False
+            ids = ids[1:]
         if flag_set:
             self.cancel_requested = True
         return ids
@@ -272,7 +289,14 @@ class RunPublisher:
         """Writes after everything queued so far and returns the entry id."""
         self._drain()
         self.count += 1
-        return self._send([{"e": event, "d": encode(data)}], refresh_ttl=refresh_ttl)[0]
+        entry = {"e": event, "d": encode(data)}
+        return retry_during_outage(
+            lambda: self._send([entry], refresh_ttl=refresh_ttl)[0],
+            redis.RedisError,
+            self._write_retry_seconds,
+            f"writing {event} of run {self.run_id}",
+            is_outage=lambda error: isinstance(error, redis.ConnectionError | redis.TimeoutError),
+        )
 
     def close(self) -> None:
         """Waits until what is still queued is sent."""
@@ -309,6 +333,12 @@ class RunPublisher:
         entry_id = self._write_now("message_end", data)
         self.close()
         return entry_id
+
+
+def gap_entry(run_id: str) -> dict:
+    """A `resync` written before the first event after some were lost (Redis was unreachable):
+    a visitor reloads the messages over REST, the run's `message_end` still follows."""
+    return {"e": "resync", "d": encode({"reason": "events_lost", "run_id": run_id})}
 
 
 def publish_message(conversation_id, message) -> str:

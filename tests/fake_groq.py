@@ -75,7 +75,8 @@ A reply spec is ``{"kind": <factory>, **factory kwargs}`` with kind one of text
 (``text``: str or list of chunks), tokens (``n``), echo, tool_call (``name``,
 ``arguments``), tool_calls (``calls``: [{"name", "arguments", "id"?}]), error
 (``status``, ``code``, ``message``, ``failed_generation``, ``retry_after``),
-drop_after (``after``, ``text``), stream_error (``after``, ``status``, ...).
+drop_after (``after``, ``text``), stream_error (``after``, ``status``, ...),
+stall_after (``after``, ``seconds``: silent with the connection open, then closed).
 Every kind takes ``delay``, ``first_delay``, ``prompt_tokens``,
 ``completion_tokens``, ``finish_reason``, ``headers``. ``Reply.to_dict()`` output
 is accepted as well. ``FakeGroqControl(base_url)`` wraps this API in Python.
@@ -188,12 +189,13 @@ def _default_error(status: int, code: str | None) -> tuple[str, str]:
 class Reply:
     """One scripted response. Build it with the class-method factories."""
 
-    mode: str = "echo"  # echo | text | tool_calls | error | drop | stream_error
+    mode: str = "echo"  # echo | text | tool_calls | error | drop | stream_error | stall
     chunks: list[str] = field(default_factory=list)
     calls: list[dict] = field(default_factory=list)  # tool calls: {"name", "arguments", "id"}
     status: int = 200
     error_json: dict | None = None  # the whole error body, for error / stream_error
-    after: int = 0  # content chunks sent before drop / stream_error
+    after: int = 0  # content chunks sent before drop / stream_error / stall
+    stall: float = 0.0  # seconds a stall holds the connection open, silent, before closing it
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     first_delay: float = 0.0
@@ -262,6 +264,12 @@ class Reply:
         return cls(mode="drop", chunks=chunks, after=after, **opts)
 
     @classmethod
+    def stall_after(cls, after: int, seconds: float = 30.0, **opts: Any) -> Reply:
+        """Streams ``after`` content chunks, then sends nothing for ``seconds`` with the
+        connection open (a stalled model), then closes the socket mid-body."""
+        return cls(mode="stall", chunks=cls.tokens(after).chunks, after=after, stall=seconds, **opts)
+
+    @classmethod
     def stream_error(
         cls, after: int = 0, status: int = 500, text: str | None = None, **error_opts: Any
     ) -> Reply:
@@ -292,7 +300,17 @@ class Reply:
         return dataclasses.replace(self, mode="text", chunks=split_words(echo_text(messages)))
 
 
-_FACTORIES = {"echo", "text", "tokens", "tool_call", "tool_calls", "error", "drop_after", "stream_error"}
+_FACTORIES = {
+    "echo",
+    "text",
+    "tokens",
+    "tool_call",
+    "tool_calls",
+    "error",
+    "drop_after",
+    "stream_error",
+    "stall_after",
+}
 
 
 @dataclass
@@ -653,7 +671,8 @@ class _Handler(BaseHTTPRequestHandler):
         pause = reply.first_delay + reply.delay * len(reply.chunks)
         if pause:
             time.sleep(pause)
-        if reply.mode == "drop":
+        if reply.mode in ("drop", "stall"):
+            time.sleep(reply.stall)
             return self._abort()
         message: dict[str, Any] = {"role": "assistant"}
         text = "".join(reply.chunks)
@@ -675,10 +694,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._start_event_stream(out.request_id, reply.headers)
         sse = _ChunkedSSE(self.wfile, eager=reply.delay > 0)
         chunks = reply.chunks
-        if reply.mode in ("drop", "stream_error"):
+        if reply.mode in ("drop", "stream_error", "stall"):
             chunks = chunks[: reply.after]
         self._send_text_chunks(sse, out, reply, chunks)
-        if reply.mode == "drop":
+        if reply.mode == "stall":
+            sse.flush()
+            time.sleep(reply.stall)
+        if reply.mode in ("drop", "stall"):
             sse.flush()
             return self._abort()
         if reply.mode == "stream_error":

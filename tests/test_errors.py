@@ -142,3 +142,38 @@ def test_nested_validation_messages_stay_under_their_top_level_field(client):
     }
     for messages in _flatten_webargs_messages(nested).values():
         assert all(isinstance(message, str) for message in messages)
+
+
+def test_database_and_redis_outages_are_json_503_and_other_database_errors_500(app):
+    """A lost database or Redis connection is a 503 the client can retry (never a 500 with a
+    trace); a database error that is not an outage stays a plain 500."""
+    import redis
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    raised = {
+        "db-down": OperationalError("SELECT 1", {}, Exception("server closed the connection")),
+        "db-invalidated": ProgrammingError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
+        "db-bug": ProgrammingError("SELEKT", {}, Exception("syntax error at or near SELEKT")),
+        "redis-down": redis.ConnectionError("Error 111 connecting to 127.0.0.1:6390"),
+        "redis-slow": redis.TimeoutError("Timeout reading from socket"),
+    }
+    with build_app(app) as other:
+        for name, error in raised.items():
+
+            def explode(error=error):
+                raise error
+
+            other.add_url_rule(f"/api/v1/test-{name}", f"test_{name}", explode)
+        client = other.test_client()
+        for name in ("db-down", "db-invalidated"):
+            response = client.get(f"/api/v1/test-{name}")
+            assert "the database is unreachable" in assert_error(response, 503)["detail"]
+            assert response.headers["Retry-After"] == "5"
+            assert "server closed" not in response.get_data(as_text=True)
+        for name in ("redis-down", "redis-slow"):
+            response = client.get(f"/api/v1/test-{name}")
+            assert "Redis is unreachable" in assert_error(response, 503)["detail"]
+        response = client.get("/api/v1/test-db-bug")
+        assert_error(response, 500, "Internal server error")
+        assert "SELEKT" not in response.get_data(as_text=True)
+    assert db.session.execute(text("SELECT 1")).scalar() == 1

@@ -18,7 +18,7 @@ from backend.schemas.public import (
     VisitorMessageCreateSchema,
 )
 from backend.services import chat, dispatch, runs
-from backend.stream_tail import format_event, get_hub, sse_events
+from backend.stream_tail import format_event, get_hub, sse_events, stuck_client_guard
 from backend.streams import encode, stream_key
 
 URL_PREFIX = "/public"
@@ -121,6 +121,8 @@ def stream(conversation_id):
         config["SSE_MAX_SECONDS"],
         first_event=first,
         gauge=metrics.for_app(),
+        max_pending=config["SSE_MAX_PENDING_ENTRIES"],
+        on_overflow=stuck_client_guard(request.environ, config["SSE_SEND_BUFFER_BYTES"]),
     )
     return Response(
         events,

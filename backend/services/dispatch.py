@@ -10,7 +10,10 @@ import logging
 import uuid
 
 from flask import current_app
+from sqlalchemy.exc import DBAPIError
 
+from backend.errors import is_database_outage, rollback_session
+from backend.outages import retry_during_outage
 from backend.services import runs
 from backend.streams import RunPublisher
 
@@ -45,10 +48,23 @@ def finish(
 ) -> bool:
     """Finishes the run once (reply saved, state final), closes its stream and dispatches
     the conversation's next queued run. Returns whether this call finished it."""
-    finished, next_run = runs.finish_run(run_id, outcome)
+    finished, next_run = save_outcome(run_id, outcome)
     if finished:
         if publisher is None:
             publisher = RunPublisher(conversation_id, run_id, runs.reply_message_id(run_id))
         close_stream(publisher, outcome, announce_error)
     dispatch_run(next_run)
     return finished
+
+
+def save_outcome(run_id: uuid.UUID, outcome: runs.Outcome) -> tuple[bool, uuid.UUID | None]:
+    """`runs.finish_run`, tried again while the database is unreachable (it saves once, under
+    the conversation's lock, so a try that reached the database is never repeated)."""
+    return retry_during_outage(
+        lambda: runs.finish_run(run_id, outcome),
+        DBAPIError,
+        current_app.config["RUN_SAVE_RETRY_SECONDS"],
+        f"saving run {run_id}",
+        is_outage=is_database_outage,
+        after_failure=rollback_session,
+    )

@@ -7,10 +7,12 @@ redelivers. Finishing a run hands back the next queued run of its conversation,
 which the caller enqueues after the commit.
 """
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import redis
 from flask import current_app
 from sqlalchemy import select, text, update
 
@@ -22,6 +24,7 @@ from backend.models.types import utcnow
 from backend.services.messages import append_message, lock_conversation, lock_run_conversation
 from backend.streams import cancel_key
 
+log = logging.getLogger(__name__)
 REPLY_NAMESPACE = uuid.UUID("6f1c3b8e-8d0e-4c55-9a43-2f4e5a0c7b11")
 
 
@@ -168,8 +171,16 @@ def finish_run(run_id: uuid.UUID, outcome: Outcome) -> tuple[bool, uuid.UUID | N
     db.session.flush()
     next_run = _next_queued_run(conversation.id)
     db.session.commit()
-    redis_client().delete(cancel_key(run_id))  # (run's attributes expired with the commit)
+    forget_cancel_flag(run_id)  # (run's attributes expired with the commit)
     return True, next_run
+
+
+def forget_cancel_flag(run_id: uuid.UUID) -> None:
+    """Deletes a finished run's cancel flag; with Redis away it expires on its own."""
+    try:
+        redis_client().delete(cancel_key(run_id))
+    except redis.RedisError:
+        log.warning("cancel flag of run %s not deleted: Redis is unreachable", run_id)
 
 
 def request_cancel(conversation_id: uuid.UUID, run_id: uuid.UUID) -> tuple[AgentRun, uuid.UUID | None]:

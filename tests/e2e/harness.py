@@ -154,7 +154,7 @@ def start_web(env: dict, log_dir: Path, port: int | None = None) -> tuple[Proces
 
 def start_worker(env: dict, log_dir: Path, name: str = "worker") -> Process:
     command = procfile_command("worker").replace("worker@%h", f"{name}-{free_port()}@%h")
-    worker = Process("worker", env, log_dir, command=command + " --without-gossip --without-mingle")
+    worker = Process("worker", env, log_dir, command=command)
     worker.wait_for_output("ready.", timeout=40)
     return worker
 
