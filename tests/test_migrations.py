@@ -25,10 +25,14 @@ TABLES = {
     "conversation_messages",
     "agent_runs",
     "message_activity",  # analytics counters (owner API)
+    "webhook_subscriptions",
+    "webhook_events",
+    "webhook_deliveries",
+    "webhook_attempts",
 }
 
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _schema_diff(connection) -> list:
