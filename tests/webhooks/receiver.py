@@ -29,10 +29,13 @@ def signature_is_valid(secret: str, received: Received) -> bool:
 
 @dataclass
 class Receiver:
-    """Answers each POST with the next of `statuses` (then 200), after `delay` seconds."""
+    """Answers each POST with the next of `statuses` (then 200), after the next of `delays`
+    (then `delay`) seconds; listens on `port` (any free one when 0)."""
 
     statuses: list[int] = field(default_factory=list)
     delay: float = 0.0
+    delays: list[float] = field(default_factory=list)
+    port: int = 0
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -45,7 +48,7 @@ class Receiver:
                 with owner._lock:
                     owner.received.append(Received(dict(self.headers), body, time.monotonic()))
                     status = owner.statuses.pop(0) if owner.statuses else 200
-                    delay = owner.delay
+                    delay = owner.delays.pop(0) if owner.delays else owner.delay
                 time.sleep(delay)
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
@@ -55,7 +58,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -67,6 +70,9 @@ class Receiver:
                 return list(self.received)
             time.sleep(0.05)
         raise TimeoutError(f"received {len(self.received)} of {count} webhooks")
+
+    def of_type(self, event_type: str) -> list[Received]:
+        return [r for r in list(self.received) if r.json["type"] == event_type]
 
     def close(self) -> None:
         self.server.shutdown()
