@@ -19,7 +19,10 @@ def validate_url(value: str) -> None:
 def _url_field(**kwargs) -> fields.String:
     return fields.String(
         validate=[Length(min=1, max=MAX_URL_LENGTH), validate_url],
-        metadata={"description": "https:// (http:// only when WEBHOOK_ALLOW_HTTP is set)"},
+        metadata={
+            "description": "https:// (http:// only when WEBHOOK_ALLOW_HTTP is set)",
+            "example": "https://hooks.example.com/in",
+        },
         **kwargs,
     )
 
@@ -28,7 +31,7 @@ def _events_field(**kwargs) -> fields.List:
     return fields.List(
         fields.String(validate=OneOf(EVENT_TYPES)),
         validate=Length(min=1, max=len(EVENT_TYPES) * 4),
-        metadata={"description": EVENTS_DESCRIPTION},
+        metadata={"description": EVENTS_DESCRIPTION, "example": ["message.created", "reply.completed"]},
         **kwargs,
     )
 
