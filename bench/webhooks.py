@@ -165,7 +165,7 @@ def main() -> None:
         None,
         CELERY_BROKER_URL=BROKER_URL,
         GROQ_API_KEY=None,
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL="INFO",
         WORKER_CONCURRENCY="200",
         WEBHOOK_ALLOW_PRIVATE="true",
         WEBHOOK_ALLOW_HTTP="true",

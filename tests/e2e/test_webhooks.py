@@ -1,9 +1,10 @@
-"""Webhooks through the real processes: gunicorn (gevent) records the events, a Celery worker
-(gevent pool, consuming `webhooks` as the Procfile says) delivers them to a real HTTP receiver
-started here. Signatures are checked by the test's own HMAC code; a failure is retried with the
-same X-Webhook-Id; a receiver that is down gets the event once it is up; a worker killed with
-SIGKILL mid-delivery, a receiver slower than the timeout and an event whose task was never sent
-(a crash right after the commit) are all delivered by the retry or the sweep."""
+"""Webhooks through the real processes: gunicorn (gevent) and the agent worker record the
+events, the Procfile's `webhooks` Celery worker (gevent pool, queue `webhooks`) delivers them
+to a real HTTP receiver started here. Signatures are checked by the test's own HMAC code; a
+failure is retried with the same X-Webhook-Id; a receiver that is down gets the event once it
+is up; a worker killed with SIGKILL mid-delivery, a receiver slower than the timeout and an
+event whose task was never sent (a crash right after the commit) are all delivered by the
+retry or the sweep."""
 
 import signal
 import time
@@ -19,7 +20,7 @@ from backend.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 from backend.models.types import utcnow
 from tests.e2e.chat import Visitor
 from tests.e2e.conftest import LOG_DIR
-from tests.e2e.harness import start_web
+from tests.e2e.harness import Process, procfile_command, start_web
 from tests.factories import DEFAULT_PASSWORD, make_workspace
 from tests.fake_groq import Reply
 from tests.helpers import free_port
@@ -35,16 +36,37 @@ WEBHOOK_ENV = {
 }
 
 
+def start_webhooks_worker(env: dict) -> Process:
+    command = procfile_command("webhooks").replace("webhooks@%h", f"webhooks-{free_port()}@%h")
+    worker = Process("webhooks", env, LOG_DIR, command=command + " --without-gossip --without-mingle")
+    worker.wait_for_output("ready.", timeout=40)
+    return worker
+
+
+class Hooked:
+    """The Procfile's `webhooks` worker and a web process, both with the settings above (the
+    web accepts the receiver's http:// URL); the stack's web and agent worker raise events."""
+
+    def __init__(self, stack) -> None:
+        self.env = stack.worker_env(**WEBHOOK_ENV)
+        self.worker = start_webhooks_worker(self.env)
+        self.web, url = start_web(self.env, LOG_DIR)
+        self.api = f"{url}/api/v1"
+
+    def replace_worker(self, sig=signal.SIGTERM) -> None:
+        self.worker.kill(sig)
+        self.worker = start_webhooks_worker(self.env)
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.web.stop()
+
+
 @pytest.fixture(scope="module")
 def hooked(stack):
-    """The stack's worker replaced by one with the webhook settings, and a web of its own."""
-    stack.kill_workers()
-    stack.add_worker(**WEBHOOK_ENV)
-    web, url = start_web(stack.worker_env(**WEBHOOK_ENV), LOG_DIR)
-    yield f"{url}/api/v1"
-    web.stop()
-    stack.kill_workers()
-    stack.ensure_worker()
+    hooked = Hooked(stack)
+    yield hooked
+    hooked.stop()
 
 
 @pytest.fixture
@@ -99,7 +121,7 @@ def test_chat_events_are_signed_and_a_failure_is_retried_with_the_same_id(hooked
     groq.default = Reply.text("We are open from nine to five.")
     workspace = make_workspace()
     hook, headers = _subscribe(
-        hooked, workspace, receiver.url, ["conversation.created", "message.created", "reply.completed"]
+        hooked.api, workspace, receiver.url, ["conversation.created", "message.created", "reply.completed"]
     )
     visitor = Visitor(stack, workspace.handle)
     visitor.send("When are you open?")
@@ -123,7 +145,7 @@ def test_chat_events_are_signed_and_a_failure_is_retried_with_the_same_id(hooked
     )
     assert {b["workspace_id"] for b in bodies} == {str(workspace.id)}
 
-    log = requests.get(f"{hooked}/webhooks/{hook['id']}/deliveries", headers=headers, timeout=10).json()
+    log = requests.get(f"{hooked.api}/webhooks/{hook['id']}/deliveries", headers=headers, timeout=10).json()
     assert log["count"] == 5
     retried = sorted((a for a in log["data"] if a["event_id"] == ids[0]), key=lambda a: a["attempt"])
     assert [(a["attempt"], a["status_code"]) for a in retried] == [(1, 500), (2, 200)]
@@ -137,7 +159,7 @@ def test_chat_events_are_signed_and_a_failure_is_retried_with_the_same_id(hooked
 def test_a_receiver_that_is_down_gets_the_event_once_it_is_up(hooked, stack):
     port = free_port()
     workspace = make_workspace()
-    _subscribe(hooked, workspace, f"http://127.0.0.1:{port}/hooks", ["conversation.created"])
+    _subscribe(hooked.api, workspace, f"http://127.0.0.1:{port}/hooks", ["conversation.created"])
     Visitor(stack, workspace.handle)
     _wait(lambda: db.session.execute(select(WebhookAttempt.error)).scalars().first(), what="a failed attempt")
     assert "Connect" in db.session.execute(select(WebhookAttempt.error)).scalars().first()
@@ -153,11 +175,10 @@ def test_a_receiver_that_is_down_gets_the_event_once_it_is_up(hooked, stack):
 def test_a_worker_killed_mid_delivery_is_replaced_and_the_event_sent_again(hooked, stack, receiver):
     receiver.delays[:] = [10]
     workspace = make_workspace()
-    _subscribe(hooked, workspace, receiver.url, ["conversation.created"])
+    _subscribe(hooked.api, workspace, receiver.url, ["conversation.created"])
     Visitor(stack, workspace.handle)
     receiver.wait_for(1, timeout=30)
-    stack.kill_workers(signal.SIGKILL)  # mid-delivery: the receiver has not answered yet
-    stack.add_worker(**WEBHOOK_ENV)
+    hooked.replace_worker(signal.SIGKILL)  # mid-delivery: the receiver has not answered yet
     second = receiver.wait_for(2, timeout=40)
     assert second[0].headers["X-Webhook-Id"] == second[1].headers["X-Webhook-Id"]
     assert second[0].body == second[1].body
@@ -168,7 +189,7 @@ def test_a_worker_killed_mid_delivery_is_replaced_and_the_event_sent_again(hooke
 def test_a_receiver_slower_than_the_timeout_is_retried(hooked, stack, receiver):
     receiver.delays[:] = [10]
     workspace = make_workspace()
-    _subscribe(hooked, workspace, receiver.url, ["conversation.created"])
+    _subscribe(hooked.api, workspace, receiver.url, ["conversation.created"])
     Visitor(stack, workspace.handle)
     _wait(lambda: _delivered_count() == 1, what="delivered after a timeout")
     attempts = db.session.execute(select(WebhookAttempt).order_by(WebhookAttempt.attempt)).scalars().all()
@@ -182,7 +203,7 @@ def test_a_receiver_slower_than_the_timeout_is_retried(hooked, stack, receiver):
 
 def test_an_event_whose_task_was_never_sent_is_delivered_by_the_sweep(hooked, stack, receiver):
     workspace = make_workspace()
-    _subscribe(hooked, workspace, receiver.url, ["message.created"])
+    _subscribe(hooked.api, workspace, receiver.url, ["message.created"])
     # As if the web process died right after committing: the outbox row, and no task.
     event_id = uuid.uuid4()
     db.session.add(
