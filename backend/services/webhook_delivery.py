@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app, render_template
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from backend import metrics
 from backend.extensions import db, redis_client
@@ -139,10 +139,35 @@ def claim(delivery_id: uuid.UUID) -> Claim | None:
     return found
 
 
-def _disable(subscription: WebhookSubscription, failures: int) -> None:
-    subscription.is_active = False
-    subscription.disabled_at = utcnow()
-    subscription.disabled_reason = f"{failures} consecutive failed deliveries"
+def _count_outcome(subscription_id: uuid.UUID, success: bool) -> bool:
+    """Updates the subscription's run of failures without holding its row in the common case
+    (a success after a success changes nothing); returns whether this failure switched the
+    subscription off."""
+    table = WebhookSubscription
+    if success:
+        db.session.execute(
+            update(table)
+            .where(table.id == subscription_id, table.consecutive_failures != 0)
+            .values(consecutive_failures=0)
+        )
+        return False
+    failures = db.session.execute(
+        update(table)
+        .where(table.id == subscription_id)
+        .values(consecutive_failures=table.consecutive_failures + 1)
+        .returning(table.consecutive_failures)
+    ).scalar_one_or_none()
+    if failures is None or failures < current_app.config["WEBHOOK_DISABLE_AFTER_FAILURES"]:
+        return False
+    switched = db.session.execute(
+        update(table)
+        .where(table.id == subscription_id, table.is_active.is_(True))
+        .values(
+            is_active=False, disabled_at=utcnow(), disabled_reason=f"{failures} consecutive failed deliveries"
+        )
+        .returning(table.id)
+    ).scalar_one_or_none()
+    return switched is not None
 
 
 def _email_owner_disabled(subscription_id: uuid.UUID) -> None:
@@ -176,16 +201,11 @@ def record(found: Claim, result: webhook_sender.Result) -> float | None:
     if delivery is None:  # deleted with its subscription meanwhile
         db.session.rollback()
         return None
-    subscription = db.session.execute(
-        select(WebhookSubscription)
-        .where(WebhookSubscription.id == delivery.subscription_id)
-        .with_for_update()
-    ).scalar_one()
-    delay, disabled = None, False
-    if is_success(result.status_code):
+    delay = None
+    success = is_success(result.status_code)
+    if success:
         outcome = "delivered"
         delivery.status, delivery.finished_at, delivery.next_attempt_at = "delivered", now, None
-        subscription.consecutive_failures = 0
     else:
         delay = retry_delay(parse_schedule(config["WEBHOOK_RETRY_SCHEDULE"]), found.attempt)
         outcome = "failed" if delay is None else "retrying"
@@ -193,13 +213,7 @@ def record(found: Claim, result: webhook_sender.Result) -> float | None:
             delivery.status, delivery.finished_at, delivery.next_attempt_at = "failed", now, None
         else:
             delivery.next_attempt_at = now + timedelta(seconds=delay)
-        subscription.consecutive_failures += 1
-        if (
-            subscription.is_active
-            and subscription.consecutive_failures >= config["WEBHOOK_DISABLE_AFTER_FAILURES"]
-        ):
-            _disable(subscription, subscription.consecutive_failures)
-            disabled = True
+    disabled = _count_outcome(delivery.subscription_id, success)
     db.session.add(
         WebhookAttempt(
             id=uuid.uuid4(),
@@ -215,8 +229,8 @@ def record(found: Claim, result: webhook_sender.Result) -> float | None:
     db.session.commit()
     metrics.record_webhook_delivery(outcome)
     if disabled:
-        log.warning("webhook subscription %s switched off after repeated failures", subscription.id)
-        _email_owner_disabled(subscription.id)
+        log.warning("webhook subscription %s switched off after repeated failures", delivery.subscription_id)
+        _email_owner_disabled(delivery.subscription_id)
     return delay
 
 
