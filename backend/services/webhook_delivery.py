@@ -10,8 +10,8 @@ WEBHOOK_RETRY_SCHEDULE (jittered), then the delivery fails. A subscription that 
 WEBHOOK_DISABLE_AFTER_FAILURES times in a row is switched off and its owner emailed.
 
 The sweep (every worker, one at a time through a Redis lock) fans out events whose task
-was lost and sends deliveries that are due with no task in flight. Delays too long to
-park in the broker are left to it as well.
+was lost and sends deliveries overdue by a lease (WEBHOOK_LEASE_SECONDS). Delays too long
+to park in the broker are left to it as well.
 """
 
 import json
@@ -35,8 +35,6 @@ from backend.services.webhook_outbox import send_delivery
 log = logging.getLogger(__name__)
 SWEEP_LOCK_KEY = "webhooks:sweep-lock"
 SWEEP_BATCH = 500
-# A delivery whose task should have run this long ago without a claim is sent again.
-SWEEP_GRACE = timedelta(seconds=2)
 # Retries further out than this wait in the database for the sweep, not in the broker
 # (Celery on Redis redelivers ETA tasks held past the visibility timeout).
 MAX_COUNTDOWN_SECONDS = 600
@@ -261,11 +259,16 @@ def attempt(delivery_id: str) -> None:
 
 
 def sweep_once() -> int:
-    """Fans out stranded events and resends due deliveries; returns how many it sent."""
+    """Fans out stranded events and resends due deliveries; returns how many it sent.
+
+    Only what has waited a whole lease past its time counts as lost: a backlog waiting in
+    the broker is not sent twice, and a resent delivery waits another lease before the
+    next sweep may send it again."""
     now = utcnow()
+    cutoff = now - timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"])
     stranded = db.session.execute(
         select(WebhookEvent.id)
-        .where(WebhookEvent.fanned_out_at.is_(None), WebhookEvent.created_at < now - SWEEP_GRACE)
+        .where(WebhookEvent.fanned_out_at.is_(None), WebhookEvent.created_at < cutoff)
         .order_by(WebhookEvent.created_at)
         .limit(SWEEP_BATCH)
     ).scalars()
@@ -273,11 +276,17 @@ def sweep_once() -> int:
     due = list(
         db.session.execute(
             select(WebhookDelivery.id)
-            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at < now - SWEEP_GRACE)
+            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at < cutoff)
             .order_by(WebhookDelivery.next_attempt_at)
             .limit(SWEEP_BATCH)
         ).scalars()
     )
+    if due:
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(due), WebhookDelivery.status == "pending")
+            .values(next_attempt_at=now)
+        )
     db.session.commit()
     for delivery_id in dict.fromkeys([*created, *due]):
         send_delivery(delivery_id)
