@@ -74,7 +74,9 @@ def deliver_webhook(delivery_id: str) -> None:
 
 @worker_ready.connect
 def _start_webhook_sweep(sender=None, **_kwargs) -> None:
-    webhook_delivery.start_sweep_loop(sender.app.flask_app)
+    """Only in workers that deliver webhooks: the agent runs' worker does no webhook work."""
+    if webhook_outbox.QUEUE in (sender.app.amqp.queues.consume_from or {}):
+        webhook_delivery.start_sweep_loop(sender.app.flask_app)
 
 
 @worker_shutting_down.connect

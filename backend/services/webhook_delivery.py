@@ -9,7 +9,7 @@ event id. A 2xx delivers it; anything else is retried after the next delay of
 WEBHOOK_RETRY_SCHEDULE (jittered), then the delivery fails. A subscription that fails
 WEBHOOK_DISABLE_AFTER_FAILURES times in a row is switched off and its owner emailed.
 
-The sweep (every worker, one at a time through a Redis lock) fans out events whose task
+The sweep (every `webhooks` worker, one at a time through a Redis lock) fans out events whose task
 was lost and sends deliveries overdue by a lease (WEBHOOK_LEASE_SECONDS). Delays too long
 to park in the broker are left to it as well.
 """
@@ -89,7 +89,14 @@ def fan_out(event_ids: list[str]) -> list[uuid.UUID]:
 
 
 def fan_out_and_send(event_ids: list[str]) -> None:
-    for delivery_id in fan_out(event_ids):
+    """The fan-out task: a lone delivery (one event, one endpoint: the common case) is
+    attempted right here, saving a task round trip; more are sent as tasks of their own, so
+    a slow endpoint delays no other."""
+    created = fan_out(event_ids)
+    if len(created) == 1:
+        attempt(str(created[0]))
+        return
+    for delivery_id in created:
         send_delivery(delivery_id)
 
 

@@ -345,3 +345,19 @@ def test_metrics_count_outcomes_and_show_the_queue(local, receiver, client, sent
 
 def test_every_event_type_is_known_to_the_catalogue():
     assert "handoff.requested" in EVENT_TYPES and len(EVENT_TYPES) == 5
+
+
+def test_the_fan_out_task_attempts_a_lone_delivery_itself(local, receiver, sent):
+    workspace = make_workspace()
+    make_webhook(workspace, url=receiver.url, events=["message.created"])
+    make_message_in(make_conversation(workspace))
+    webhook_delivery.fan_out_and_send([str(e.id) for e in _events()])
+    assert len(receiver.wait_for(1)) == 1
+    assert not [args for name, args, _ in sent if name == webhook_outbox.DELIVER_TASK]
+    make_webhook(workspace, url=receiver.url, events=["message.created"])
+    webhook_outbox.forget_workspace(workspace.id)
+    make_message_in(make_conversation(workspace))
+    fresh = [str(e.id) for e in _events() if e.fanned_out_at is None]
+    webhook_delivery.fan_out_and_send(fresh)
+    assert len([args for name, args, _ in sent if name == webhook_outbox.DELIVER_TASK]) == 2
+    assert len(receiver.received) == 1
