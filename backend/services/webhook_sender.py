@@ -7,9 +7,11 @@ cannot reach an internal address. Redirects are not followed; at most 4 KB of th
 is read; the secret only ever appears in the signature header.
 """
 
+import logging
 import socket
 import ssl
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +22,21 @@ from backend.rules.webhooks import forbidden_address, sign
 
 MAX_RESPONSE_BYTES = 4096
 USER_AGENT = "SchedulingAssistant-Webhooks/1"
+
+
+_SENDING: ContextVar[bool] = ContextVar("webhook_sending", default=False)
+
+
+class _HideWebhookRequests(logging.Filter):
+    """httpx logs each request's whole URL at INFO; an endpoint's query string may carry its
+    own token, and logs never hold query strings (README, "Logs"): its lines for webhook
+    attempts are dropped (the attempt is logged without the URL by the delivery service)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _SENDING.get()
+
+
+logging.getLogger("httpx").addFilter(_HideWebhookRequests())
 
 
 @cache
@@ -77,6 +94,7 @@ def post(url: str, secret: str, event_id: str, body: bytes, timeout: float, allo
     """Makes one attempt; never raises for a network or HTTP failure (they are the Result)."""
     started = time.monotonic()
     status_code, error = None, None
+    sending = _SENDING.set(True)
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -106,6 +124,8 @@ def post(url: str, secret: str, event_id: str, body: bytes, timeout: float, allo
         error = f"timed out after {timeout:g} s"
     except (httpx.HTTPError, OSError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
+    finally:
+        _SENDING.reset(sending)
     if status_code is not None and 200 <= status_code < 300:
         error = None  # the endpoint took it, even if the rest of its answer was slow
     elif status_code is not None and error is None:

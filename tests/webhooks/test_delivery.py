@@ -170,7 +170,7 @@ def test_no_booking_event_without_a_usable_link_or_the_tool(sent):
     assert [e.type for e in _events()] == ["reply.completed", "reply.completed"]
 
 
-def test_delivery_is_signed_and_shaped_as_documented(local, receiver, sent):
+def test_delivery_is_signed_and_shaped_as_documented(local, receiver, sent, caplog):
     workspace = make_workspace()
     hook = make_webhook(workspace, url=receiver.url, events=["message.created"])
     other = make_webhook(workspace, url=receiver.url, events=["reply.completed"])
@@ -192,6 +192,9 @@ def test_delivery_is_signed_and_shaped_as_documented(local, receiver, sent):
     assert body["data"]["content"] == "Héllo"
     delivery = db.session.execute(select(WebhookDelivery)).scalar_one()
     assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("delivered", 1, None)
+    # Neither the endpoint's URL (its query may hold a token) nor the secret is logged.
+    assert receiver.url not in caplog.text and hook.secret not in caplog.text
+    assert "attempt 1: 200" in caplog.text
 
 
 def test_a_failure_is_retried_with_the_same_id_then_delivered(local, receiver, sent):
