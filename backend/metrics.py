@@ -26,9 +26,9 @@ COUNTERS_KEY = PREFIX + "counters"  # name -> count
 HTTP_KEY = PREFIX + "http_requests"  # "METHOD STATUS" -> count
 DURATION_KEY = PREFIX + "run_duration_seconds"  # non-cumulative bucket counts and "sum"
 TTFT_KEY = PREFIX + "run_ttft_seconds"
-SSE_KEY_PREFIX = PREFIX + "sse_active:"
+SSE_KEY_PREFIX = PREFIX + "sse_active:"  # one integer per process, with a TTL
 WEBHOOKS_KEY = PREFIX + "webhook_deliveries"  # outcome -> count
-WEBHOOK_QUEUE = "webhooks"  # one integer per process, with a TTL
+WEBHOOK_QUEUE = "webhooks"
 
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -364,7 +364,7 @@ class WebhookCollector(Collector):
                 "assistant_webhook_deliveries", "Webhook delivery attempts by outcome.", labels=["status"]
             )
             for status, count in sorted(counts.items()):
-                family.add_metric([status.decode() if isinstance(status, bytes) else status], int(count))
+                family.add_metric([status], int(count))
             yield family
         try:
             with self.app.app_context():

@@ -125,7 +125,10 @@ def get_when_up(url: str, up: subprocess.Popen, log: Path, timeout: float = 60) 
         assert up.poll() is None, f"bash .ci/up exited with {up.returncode}:\n{log.read_text()[-6000:]}"
         try:
             return requests.get(url, timeout=5)
-        except requests.ConnectionError:
+        # gunicorn listens before its worker has booted: a connection can be accepted and then
+        # wait for the boot, longer than the read timeout while web, worker, webhooks and
+        # Flower all start at once on a busy machine. Not up yet, like a refused connection.
+        except (requests.ConnectionError, requests.Timeout):
             assert time.monotonic() < deadline, f"no answer in {timeout}s: {url}\n{log.read_text()[-6000:]}"
             time.sleep(0.2)
 

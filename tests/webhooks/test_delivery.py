@@ -364,3 +364,28 @@ def test_the_fan_out_task_attempts_a_lone_delivery_itself(local, receiver, sent)
     webhook_delivery.fan_out_and_send(fresh)
     assert len([args for name, args, _ in sent if name == webhook_outbox.DELIVER_TASK]) == 2
     assert len(receiver.received) == 1
+
+
+def test_a_subscription_deleted_mid_attempt_is_not_an_error(local, receiver, sent):
+    hook = make_webhook(make_workspace(), url=receiver.url)
+    delivery = make_webhook_delivery(hook)
+    found = webhook_delivery.claim(delivery.id)
+    db.session.delete(db.session.get(WebhookSubscription, hook.id))
+    db.session.commit()
+    assert webhook_delivery.record(found, webhook_delivery.webhook_sender.Result(200, None, 5)) is None
+    assert db.session.scalar(select(func.count()).select_from(WebhookAttempt)) == 0
+
+
+def test_metrics_survive_redis_and_database_outages(app, client, monkeypatch):
+    def boom(*args, **kwargs):
+        raise ConnectionError("down")
+
+    from backend import metrics
+
+    monkeypatch.setattr(metrics, "redis_client", boom)
+    metrics.record_webhook_delivery("delivered")  # logged, not raised
+    monkeypatch.setattr(app.extensions["metrics"].redis, "hgetall", boom)
+    monkeypatch.setattr(db.session, "execute", boom)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert "assistant_webhook_deliveries" not in response.get_data(as_text=True)
