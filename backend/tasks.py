@@ -19,7 +19,7 @@ from flask import current_app
 
 from backend.agent.runner import execute_run
 from backend.services import email as email_service
-from backend.services import webhook_delivery, webhook_outbox
+from backend.services import webhook_delivery, webhook_outbox, webhook_sweep
 from backend.services.recovery import start_recovery_loop, stop_recovery_loop
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,9 @@ def deliver_webhook(delivery_id: str) -> None:
 def _start_webhook_sweep(sender=None, **_kwargs) -> None:
     """Only in workers that deliver webhooks: the agent runs' worker does no webhook work."""
     if webhook_outbox.QUEUE in (sender.app.amqp.queues.consume_from or {}):
-        webhook_delivery.start_sweep_loop(sender.app.flask_app)
+        webhook_sweep.start_sweep_loop(sender.app.flask_app)
 
 
 @worker_shutting_down.connect
 def _stop_webhook_sweep(**_kwargs) -> None:
-    webhook_delivery.stop_sweep_loop()
+    webhook_sweep.stop_sweep_loop()

@@ -9,23 +9,21 @@ event id. A 2xx delivers it; anything else is retried after the next delay of
 WEBHOOK_RETRY_SCHEDULE (jittered), then the delivery fails. A subscription that fails
 WEBHOOK_DISABLE_AFTER_FAILURES times in a row is switched off and its owner emailed.
 
-The sweep (every `webhooks` worker, one at a time through a Redis lock) fans out events whose task
-was lost and sends deliveries overdue by a lease (WEBHOOK_LEASE_SECONDS). Delays too long
-to park in the broker are left to it as well.
+Events whose task was lost and deliveries overdue by a lease are sent again by the sweep
+(backend/services/webhook_sweep.py); delays too long to park in the broker are left to it.
 """
 
 import json
 import logging
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import Flask, current_app, render_template
+from flask import current_app, render_template
 from sqlalchemy import select, update
 
 from backend import metrics
-from backend.extensions import db, redis_client
+from backend.extensions import db
 from backend.models import User, WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription, Workspace
 from backend.models.types import utcnow
 from backend.rules.webhooks import is_success, parse_schedule, retry_delay
@@ -33,8 +31,6 @@ from backend.services import email, webhook_sender
 from backend.services.webhook_outbox import send_delivery
 
 log = logging.getLogger(__name__)
-SWEEP_LOCK_KEY = "webhooks:sweep-lock"
-SWEEP_BATCH = 500
 # Retries further out than this wait in the database for the sweep, not in the broker
 # (Celery on Redis redelivers ETA tasks held past the visibility timeout).
 MAX_COUNTDOWN_SECONDS = 600
@@ -263,65 +259,3 @@ def attempt(delivery_id: str) -> None:
     delay = record(found, result)
     if delay is not None and delay <= MAX_COUNTDOWN_SECONDS:
         send_delivery(found.delivery_id, countdown=delay)
-
-
-def sweep_once() -> int:
-    """Fans out stranded events and resends due deliveries; returns how many it sent.
-
-    Only what has waited a whole lease past its time counts as lost: a backlog waiting in
-    the broker is not sent twice, and a resent delivery waits another lease before the
-    next sweep may send it again."""
-    now = utcnow()
-    cutoff = now - timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"])
-    stranded = db.session.execute(
-        select(WebhookEvent.id)
-        .where(WebhookEvent.fanned_out_at.is_(None), WebhookEvent.created_at < cutoff)
-        .order_by(WebhookEvent.created_at)
-        .limit(SWEEP_BATCH)
-    ).scalars()
-    created = fan_out([str(i) for i in stranded])
-    due = list(
-        db.session.execute(
-            select(WebhookDelivery.id)
-            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at < cutoff)
-            .order_by(WebhookDelivery.next_attempt_at)
-            .limit(SWEEP_BATCH)
-        ).scalars()
-    )
-    if due:
-        db.session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(due), WebhookDelivery.status == "pending")
-            .values(next_attempt_at=now)
-        )
-    db.session.commit()
-    for delivery_id in dict.fromkeys([*created, *due]):
-        send_delivery(delivery_id)
-    return len(created) + len(due)
-
-
-_stop = threading.Event()
-
-
-def _loop(app: Flask) -> None:
-    interval = app.config["WEBHOOK_SWEEP_INTERVAL_SECONDS"]
-    while not _stop.wait(interval):
-        with app.app_context():
-            try:
-                if redis_client().set(SWEEP_LOCK_KEY, "1", nx=True, ex=max(1, int(interval * 0.8))):
-                    sent = sweep_once()
-                    if sent:
-                        log.warning("webhook sweep: sent %d delivery task(s) again", sent)
-            except Exception:
-                log.exception("webhook sweep failed")
-            finally:
-                db.session.remove()
-
-
-def start_sweep_loop(app: Flask) -> None:
-    _stop.clear()
-    threading.Thread(target=_loop, args=(app,), daemon=True, name="webhook-sweep").start()
-
-
-def stop_sweep_loop() -> None:
-    _stop.set()

@@ -13,7 +13,7 @@ from backend.extensions import db
 from backend.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 from backend.models.types import utcnow
 from backend.rules.webhooks import EVENT_TYPES
-from backend.services import dispatch, runs, webhook_delivery, webhook_outbox
+from backend.services import dispatch, runs, webhook_delivery, webhook_outbox, webhook_sweep
 from backend.services.messages import append_message, lock_conversation
 from tests.api.visitors import post_message, start_conversation
 from tests.factories import (
@@ -300,7 +300,7 @@ def test_the_sweep_sends_what_was_lost(sent):
     stuck = make_webhook_delivery(hook, attempts=1, next_attempt_at=long_ago)  # its worker died
     later = make_webhook_delivery(hook, next_attempt_at=utcnow() + timedelta(hours=1))
     sent.clear()
-    assert webhook_delivery.sweep_once() == 3
+    assert webhook_sweep.sweep_once() == 3
     sent_ids = {args[0] for name, args, _ in sent if name == webhook_outbox.DELIVER_TASK}
     assert str(stuck.id) in sent_ids and str(later.id) not in sent_ids and len(sent_ids) == 3
     assert db.session.scalar(select(func.count()).where(WebhookEvent.fanned_out_at.is_(None))) == 0
@@ -312,13 +312,13 @@ def test_the_sweep_loop_runs_in_the_background(app, monkeypatch, sent):
         make_webhook(make_workspace()), next_attempt_at=utcnow() - timedelta(minutes=1)
     )
     db.session.commit()
-    webhook_delivery.start_sweep_loop(app)
+    webhook_sweep.start_sweep_loop(app)
     try:
         deadline = time.monotonic() + 10
         while not any(args == [str(delivery.id)] for _n, args, _c in sent) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        webhook_delivery.stop_sweep_loop()
+        webhook_sweep.stop_sweep_loop()
     assert any(args == [str(delivery.id)] for _n, args, _c in sent)
 
 
