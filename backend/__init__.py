@@ -19,6 +19,7 @@ API_MODULES = (
     "conversations",
     "messages",
     "public",
+    "webhooks",
 )
 
 
@@ -78,6 +79,9 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
 
     register_error_handlers(app)
     celery_init_app(app)
+    from backend.services import webhook_outbox
+
+    webhook_outbox.init_app(app)
 
     from backend import cli
 

@@ -40,6 +40,7 @@ PROCESS_SETTINGS = (
     "WEB_TIMEOUT",
     "WEB_GRACEFUL_TIMEOUT",
     "WORKER_CONCURRENCY",
+    "WEBHOOK_WORKER_CONCURRENCY",
     "SEED_DEMO_PASSWORD",
 )
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/app_test"
@@ -259,6 +260,24 @@ class Config:
     EMAIL_MAX_RETRIES = _int("EMAIL_MAX_RETRIES", 5)
     EMAIL_RETRY_BACKOFF_SECONDS = _float("EMAIL_RETRY_BACKOFF_SECONDS", 5.0)
     EMAIL_RETRY_BACKOFF_MAX_SECONDS = _float("EMAIL_RETRY_BACKOFF_MAX_SECONDS", 600.0)
+
+    # Webhooks (README "Webhooks"): endpoints must be https and publicly routable unless
+    # these allow http / private addresses (tests and a local receiver). An attempt times out
+    # after WEBHOOK_TIMEOUT_SECONDS; failures are retried after the delays (seconds, jittered)
+    # of WEBHOOK_RETRY_SCHEDULE, then the delivery fails; a subscription failing
+    # WEBHOOK_DISABLE_AFTER_FAILURES times in a row is switched off and its owner emailed.
+    WEBHOOK_ALLOW_HTTP = _bool("WEBHOOK_ALLOW_HTTP", False)
+    WEBHOOK_ALLOW_PRIVATE = _bool("WEBHOOK_ALLOW_PRIVATE", False)
+    WEBHOOK_TIMEOUT_SECONDS = _float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+    WEBHOOK_RETRY_SCHEDULE = _env("WEBHOOK_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,28800")
+    WEBHOOK_DISABLE_AFTER_FAILURES = _int("WEBHOOK_DISABLE_AFTER_FAILURES", 50)
+    # An attempt in flight holds its delivery this long; a worker killed mid-attempt leaves
+    # it to the sweep (every WEBHOOK_SWEEP_INTERVAL_SECONDS) once the lease ends.
+    WEBHOOK_LEASE_SECONDS = _float("WEBHOOK_LEASE_SECONDS", 30.0)
+    WEBHOOK_SWEEP_INTERVAL_SECONDS = _float("WEBHOOK_SWEEP_INTERVAL_SECONDS", 10.0)
+    # How long a process trusts its answer to "which events does this workspace subscribe
+    # to" (no query per message while it holds; a new subscription hears events after it).
+    WEBHOOK_SUBSCRIPTION_CACHE_SECONDS = _float("WEBHOOK_SUBSCRIPTION_CACHE_SECONDS", 5.0)
 
     # OpenAPI (flask-smorest)
     API_TITLE = "Scheduling Assistant API"

@@ -27,6 +27,8 @@ HTTP_KEY = PREFIX + "http_requests"  # "METHOD STATUS" -> count
 DURATION_KEY = PREFIX + "run_duration_seconds"  # non-cumulative bucket counts and "sum"
 TTFT_KEY = PREFIX + "run_ttft_seconds"
 SSE_KEY_PREFIX = PREFIX + "sse_active:"  # one integer per process, with a TTL
+WEBHOOKS_KEY = PREFIX + "webhook_deliveries"  # outcome -> count
+WEBHOOK_QUEUE = "webhooks"
 
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -265,7 +267,7 @@ class AssistantCollector(Collector):
 
     def _from_broker(self):
         config = self.app.config
-        queues = [config["AGENT_QUEUE"], "default"]
+        queues = [config["AGENT_QUEUE"], "default", WEBHOOK_QUEUE]
         depth = GaugeMetricFamily(
             "assistant_queue_depth", "Tasks waiting in a Celery queue.", labels=["queue"]
         )
@@ -353,4 +355,55 @@ def build_registry(app) -> CollectorRegistry:
     app.extensions["metrics"] = AppMetrics(app)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AssistantCollector(app))
+    registry.register(WebhookCollector(app))
     return registry
+
+
+# --- Webhooks -------------------------------------------------------------------
+# Attempts by outcome (delivered, retrying, failed) in one Redis hash; the `webhooks`
+# queue's depth is in assistant_queue_depth; deliveries waiting in the database (due
+# later, or in flight) are read at scrape time.
+
+
+def record_webhook_delivery(status: str) -> None:
+    try:
+        redis_client().hincrby(WEBHOOKS_KEY, status, 1)
+    except Exception:  # noqa: BLE001
+        log.warning("metrics: could not record a webhook delivery", exc_info=True)
+
+
+class WebhookCollector(Collector):
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def collect(self):
+        from backend.models import WebhookDelivery
+
+        try:
+            counts = self.app.extensions["metrics"].redis.hgetall(WEBHOOKS_KEY)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("metrics: Redis unavailable at scrape: %s", exc)
+            counts = None
+        if counts is not None:
+            family = CounterMetricFamily(
+                "assistant_webhook_deliveries", "Webhook delivery attempts by outcome.", labels=["status"]
+            )
+            for status, count in sorted(counts.items()):
+                family.add_metric([status], int(count))
+            yield family
+        try:
+            with self.app.app_context():
+                pending = db.session.execute(
+                    select(func.count())
+                    .select_from(WebhookDelivery)
+                    .where(WebhookDelivery.status == "pending")
+                ).scalar_one()
+                db.session.remove()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("metrics: database unavailable at scrape: %s", exc)
+            return
+        yield GaugeMetricFamily(
+            "assistant_webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered or failed.",
+            value=pending,
+        )

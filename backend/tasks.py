@@ -19,6 +19,7 @@ from flask import current_app
 
 from backend.agent.runner import execute_run
 from backend.services import email as email_service
+from backend.services import webhook_delivery, webhook_outbox, webhook_sweep
 from backend.services.recovery import start_recovery_loop, stop_recovery_loop
 
 log = logging.getLogger(__name__)
@@ -57,3 +58,27 @@ def _start_recovery(sender=None, **_kwargs) -> None:
 @worker_shutting_down.connect
 def _stop_recovery(**_kwargs) -> None:
     stop_recovery_loop()
+
+
+@shared_task(name=webhook_outbox.FAN_OUT_TASK, acks_late=True, ignore_result=True)
+def fan_out_webhook_events(event_ids: list[str]) -> None:
+    """Turns committed outbox events into deliveries, one per subscribed endpoint."""
+    webhook_delivery.fan_out_and_send(event_ids)
+
+
+@shared_task(name=webhook_outbox.DELIVER_TASK, acks_late=True, ignore_result=True)
+def deliver_webhook(delivery_id: str) -> None:
+    """One attempt of one webhook delivery; the next one is scheduled from the outcome."""
+    webhook_delivery.attempt(delivery_id)
+
+
+@worker_ready.connect
+def _start_webhook_sweep(sender=None, **_kwargs) -> None:
+    """Only in workers that deliver webhooks: the agent runs' worker does no webhook work."""
+    if webhook_outbox.QUEUE in (sender.app.amqp.queues.consume_from or {}):
+        webhook_sweep.start_sweep_loop(sender.app.flask_app)
+
+
+@worker_shutting_down.connect
+def _stop_webhook_sweep(**_kwargs) -> None:
+    webhook_sweep.stop_sweep_loop()

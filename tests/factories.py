@@ -14,9 +14,14 @@ from backend.models import (
     ConversationMessage,
     SchedulingConnector,
     User,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
     Workspace,
     WorkspaceService,
 )
+from backend.models.types import utcnow
+from backend.rules.webhooks import EVENT_TYPES, new_secret
 from backend.security import hash_password
 from backend.services.messages import append_message
 
@@ -125,6 +130,45 @@ def make_message(
             conversation.last_message_at = timestamp
     db.session.commit()
     return message
+
+
+def make_webhook(workspace: Workspace, **fields) -> WebhookSubscription:
+    """An active subscription to every event type, at an https URL, by default."""
+    subscription = WebhookSubscription(
+        workspace_id=workspace.id,
+        url=fields.pop("url", "https://hooks.example.com/in"),
+        events=fields.pop("events", list(EVENT_TYPES)),
+        is_active=fields.pop("is_active", True),
+        secret=fields.pop("secret", new_secret()),
+        consecutive_failures=fields.pop("consecutive_failures", 0),
+        **fields,
+    )
+    db.session.add(subscription)
+    db.session.commit()
+    return subscription
+
+
+def make_webhook_delivery(subscription: WebhookSubscription, **fields) -> WebhookDelivery:
+    """A `message.created` event fanned out to `subscription`: a pending delivery, due now."""
+    event = WebhookEvent(
+        workspace_id=subscription.workspace_id,
+        type=fields.pop("type", "message.created"),
+        data=fields.pop("data", {"content": "Hello"}),
+        fanned_out_at=utcnow(),
+    )
+    db.session.add(event)
+    db.session.flush()
+    delivery = WebhookDelivery(
+        event_id=event.id,
+        subscription_id=subscription.id,
+        status=fields.pop("status", "pending"),
+        attempts=fields.pop("attempts", 0),
+        next_attempt_at=fields.pop("next_attempt_at", utcnow()),
+        **fields,
+    )
+    db.session.add(delivery)
+    db.session.commit()
+    return delivery
 
 
 def reload_run(run_id) -> AgentRun:

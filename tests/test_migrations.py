@@ -25,10 +25,14 @@ TABLES = {
     "conversation_messages",
     "agent_runs",
     "message_activity",  # analytics counters (owner API)
+    "webhook_subscriptions",
+    "webhook_events",
+    "webhook_deliveries",
+    "webhook_attempts",
 }
 
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _schema_diff(connection) -> list:
@@ -251,11 +255,12 @@ def _check_0003_on(url: str, caplog) -> None:
         if db.engine.dialect.name == "sqlite":
             assert connection.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
 
+    downgrade(revision="0003")  # the later revisions first: 0003's own refusal is checked
     with pytest.raises(SystemExit):
         downgrade(revision="0002")
     assert "these workspaces hold longer values: studio" in caplog.text
     revision, _emails, columns = _stored()
-    assert revision == HEAD and "faqs" in columns
+    assert revision == "0003" and "faqs" in columns
     with db.engine.begin() as connection:
         connection.execute(WORKSPACES.update().values(tone="warm"))
     downgrade(revision="0002")

@@ -4,6 +4,7 @@ from backend.models.activity import MessageActivity
 from backend.models.conversation import Conversation, ConversationMessage
 from backend.models.run import AgentRun
 from backend.models.user import User
+from backend.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 from backend.models.workspace import SchedulingConnector, Workspace, WorkspaceService
 
 __all__ = [
@@ -13,6 +14,10 @@ __all__ = [
     "MessageActivity",
     "SchedulingConnector",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
     "Workspace",
     "WorkspaceService",
 ]

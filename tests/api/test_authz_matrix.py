@@ -20,6 +20,8 @@ from tests.factories import (
     make_message,
     make_service,
     make_user,
+    make_webhook,
+    make_webhook_delivery,
     make_workspace,
 )
 
@@ -96,6 +98,18 @@ def conversation_messages(body=None):
     return lambda owner: (f"{API}/conversations/{make_conversation(make_workspace(owner)).id}/messages", body)
 
 
+def webhook(path="", body=None):
+    return lambda owner: (f"{API}/webhooks/{make_webhook(make_workspace(owner)).id}{path}", body)
+
+
+def redeliver(owner):
+    delivery = make_webhook_delivery(make_webhook(make_workspace(owner)), status="failed")
+    return f"{API}/webhooks/deliveries/{delivery.id}/redeliver", None
+
+
+HOOK = {"url": "https://hooks.example.com/in", "events": ["message.created"]}
+
+
 def message(owner):
     return f"{API}/messages/{make_message(make_conversation(make_workspace(owner))).id}", None
 
@@ -154,6 +168,16 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("GET", f"{API}/messages/<message_id>"): Row(message),
     ("DELETE", f"{API}/messages/<message_id>"): Row(message),
+    ("GET", f"{API}/workspaces/<workspace_id>/webhooks"): Row(ws("/webhooks")),
+    ("POST", f"{API}/workspaces/<workspace_id>/webhooks"): Row(
+        lambda owner: (f"{API}/workspaces/{make_workspace(owner).id}/webhooks", HOOK), ok=201
+    ),
+    ("GET", f"{API}/webhooks/<webhook_id>"): Row(webhook()),
+    ("PATCH", f"{API}/webhooks/<webhook_id>"): Row(webhook(body={"is_active": False})),
+    ("DELETE", f"{API}/webhooks/<webhook_id>"): Row(webhook()),
+    ("POST", f"{API}/webhooks/<webhook_id>/rotate-secret"): Row(webhook("/rotate-secret")),
+    ("GET", f"{API}/webhooks/<webhook_id>/deliveries"): Row(webhook("/deliveries")),
+    ("POST", f"{API}/webhooks/deliveries/<delivery_id>/redeliver"): Row(redeliver, ok=202),
 }
 
 

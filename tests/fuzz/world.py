@@ -18,6 +18,9 @@ from backend.models import (
     ConversationMessage,
     SchedulingConnector,
     User,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
     Workspace,
     WorkspaceService,
 )
@@ -46,6 +49,9 @@ class World:
     public_conversation_id: uuid.UUID = field(default_factory=uuid.uuid4)
     message_ids: list = field(default_factory=lambda: _ids(3))
     run_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    webhook_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    webhook_event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    delivery_id: uuid.UUID = field(default_factory=uuid.uuid4)
     visitor_token: str = ""
     _visitor_token_hash: str = ""
     # Bumped by every restore: a write may have re-created a user or revoked its tokens (a
@@ -86,6 +92,8 @@ class World:
             "message_id": self.message_ids,
             "user_id": [self.owner_id],
             "run_id": [self.run_id],
+            "webhook_id": [self.webhook_id],
+            "delivery_id": [self.delivery_id],
             "handle": [HANDLE],
             "email": [self.emails[self.owner_id]],
         }
@@ -176,6 +184,7 @@ class World:
                 )
             },
         )
+        self._webhooks()
         # A cancelled run can be cancelled again only after it is queued once more.
         db.session.execute(
             update(AgentRun).where(AgentRun.id == self.run_id).values(status="queued", finished_at=None)
@@ -217,6 +226,37 @@ class World:
         self._rows(Workspace, {wid: {**defaults, **spec} for wid, spec in specs.items()})
         for wid, spec in specs.items():
             db.session.execute(update(Workspace).where(Workspace.id == wid).values(is_active=True, **spec))
+
+    def _webhooks(self) -> None:
+        """A subscription (at the workspace's limit's first place) with one delivery."""
+        self._rows(
+            WebhookSubscription,
+            {
+                self.webhook_id: dict(
+                    workspace_id=self.workspace_id,
+                    url="https://hooks.example.com/fuzz",
+                    events=["message.created"],
+                    is_active=True,
+                    secret="whsec_fuzz",
+                    consecutive_failures=0,
+                )
+            },
+        )
+        self._rows(
+            WebhookEvent,
+            {self.webhook_event_id: dict(workspace_id=self.workspace_id, type="message.created", data={})},
+        )
+        self._rows(
+            WebhookDelivery,
+            {
+                self.delivery_id: dict(
+                    event_id=self.webhook_event_id,
+                    subscription_id=self.webhook_id,
+                    status="failed",
+                    attempts=1,
+                )
+            },
+        )
 
     def _rows(self, model, specs: dict) -> list:
         """Inserts the rows of `specs` (id -> column values) that do not exist."""

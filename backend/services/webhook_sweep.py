@@ -1,0 +1,88 @@
+"""The webhook sweep: what a lost task or a dead worker left behind is sent again.
+
+Every `webhooks` worker runs it (one at a time, through a Redis lock) every
+WEBHOOK_SWEEP_INTERVAL_SECONDS: outbox events never fanned out (their task was lost: a crash
+right after the commit, a broker outage) are fanned out, and pending deliveries overdue by a
+lease (WEBHOOK_LEASE_SECONDS: the worker of their attempt died, or their task was lost) are
+sent again. Only what has waited a whole lease counts as lost, so a backlog waiting in the
+broker is not sent twice.
+"""
+
+import logging
+import threading
+from datetime import timedelta
+
+from flask import Flask, current_app
+from sqlalchemy import select, update
+
+from backend.extensions import db, redis_client
+from backend.models import WebhookDelivery, WebhookEvent
+from backend.models.types import utcnow
+from backend.services.webhook_delivery import fan_out
+from backend.services.webhook_outbox import send_delivery
+
+log = logging.getLogger(__name__)
+SWEEP_LOCK_KEY = "webhooks:sweep-lock"
+SWEEP_BATCH = 500
+
+
+def sweep_once() -> int:
+    """Fans out stranded events and resends due deliveries; returns how many it sent.
+
+    Only what has waited a whole lease past its time counts as lost: a backlog waiting in
+    the broker is not sent twice, and a resent delivery waits another lease before the
+    next sweep may send it again."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"])
+    stranded = db.session.execute(
+        select(WebhookEvent.id)
+        .where(WebhookEvent.fanned_out_at.is_(None), WebhookEvent.created_at < cutoff)
+        .order_by(WebhookEvent.created_at)
+        .limit(SWEEP_BATCH)
+    ).scalars()
+    created = fan_out([str(i) for i in stranded])
+    due = list(
+        db.session.execute(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at < cutoff)
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(SWEEP_BATCH)
+        ).scalars()
+    )
+    if due:
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(due), WebhookDelivery.status == "pending")
+            .values(next_attempt_at=now)
+        )
+    db.session.commit()
+    for delivery_id in dict.fromkeys([*created, *due]):
+        send_delivery(delivery_id)
+    return len(created) + len(due)
+
+
+_stop = threading.Event()
+
+
+def _loop(app: Flask) -> None:
+    interval = app.config["WEBHOOK_SWEEP_INTERVAL_SECONDS"]
+    while not _stop.wait(interval):
+        with app.app_context():
+            try:
+                if redis_client().set(SWEEP_LOCK_KEY, "1", nx=True, ex=max(1, int(interval * 0.8))):
+                    sent = sweep_once()
+                    if sent:
+                        log.warning("webhook sweep: sent %d delivery task(s) again", sent)
+            except Exception:
+                log.exception("webhook sweep failed")
+            finally:
+                db.session.remove()
+
+
+def start_sweep_loop(app: Flask) -> None:
+    _stop.clear()
+    threading.Thread(target=_loop, args=(app,), daemon=True, name="webhook-sweep").start()
+
+
+def stop_sweep_loop() -> None:
+    _stop.set()
