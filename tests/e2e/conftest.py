@@ -130,14 +130,17 @@ class Stack:
         self.web.stop()
 
 
-@pytest.fixture(scope="session")
+# The stack's processes end with this package: alive, their recovery loops would pick up the
+# runs that later in-process tests (the fuzzers) leave queued in the shared test database and
+# run them in the background, writing rows while those tests compare the tables.
+@pytest.fixture(scope="package")
 def fake_groq():
     server = FakeGroq().start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(app, fake_groq):
     stack = Stack(fake_groq)
     yield stack
