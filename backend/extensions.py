@@ -1,6 +1,9 @@
 """Unbound Flask extensions, bound to an app by create_app() (which builds each app its own
 ApiWithJsonErrors)."""
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import redis
 from apispec.ext.marshmallow import MarshmallowPlugin
 from celery import Celery, Task
@@ -24,6 +27,7 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 jwt = JWTManager()
+T = TypeVar("T")
 limiter = Limiter(key_func=get_remote_address)
 
 
@@ -74,6 +78,16 @@ class RedisClients:
             app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"], socket_connect_timeout=5
         )
         app.extensions["redis"] = self
+
+
+def app_state(name: str, make: Callable[[Flask], T]) -> T:
+    """The current app's `name` (in app.extensions), made by `make(app)` on first use: state
+    only some processes need, such as a worker's stream writer."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = app.extensions.get(name)
+    if state is None:
+        state = app.extensions.setdefault(name, make(app))
+    return state
 
 
 def redis_client() -> redis.Redis:

@@ -16,7 +16,7 @@ from typing import cast
 import redis
 from flask import current_app
 
-from backend.extensions import redis_client
+from backend.extensions import app_state, redis_client
 from backend.outages import retry_during_outage
 
 ZERO_ID = "0-0"
@@ -178,11 +178,7 @@ class StreamWriter:
 
 def stream_writer() -> StreamWriter:
     """The current app's writer (made on first use: only worker processes stream runs)."""
-    extensions = current_app.extensions
-    writer = extensions.get("stream_writer")
-    if writer is None:
-        writer = extensions.setdefault("stream_writer", StreamWriter(redis_client()))
-    return writer
+    return app_state("stream_writer", lambda app: StreamWriter(app.extensions["redis"].client))
 
 
 class RunPublisher:

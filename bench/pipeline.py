@@ -46,15 +46,16 @@ def pct(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def recreate_database():
+def recreate_database(db: str = DB, redis_urls: tuple[str, ...] = (REDIS_URL, BROKER_URL)) -> None:
+    """A fresh PostgreSQL database `db` and empty Redis databases for a bench run."""
     conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DB}"')
+        cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{db}"')
     conn.close()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    redis.Redis.from_url(BROKER_URL).flushdb()
+    for url in redis_urls:
+        redis.Redis.from_url(url).flushdb()
 
 
 def start_fake_groq(tokens: int) -> tuple[subprocess.Popen, str]:

@@ -37,10 +37,9 @@ import gevent.pool  # noqa: E402
 import requests  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+sys.path.insert(0, str(ROOT))
 
-import pipeline  # noqa: E402
-from pipeline import (  # noqa: E402
+from bench.pipeline import (  # noqa: E402
     LOG_DIR,
     pct,
     recreate_database,
@@ -51,13 +50,12 @@ from pipeline import (  # noqa: E402
     start_fake_groq,
     web_worker_pid,
 )
-
 from tests.e2e.harness import base_env, start_web, start_worker  # noqa: E402
 
-pipeline.DB = "bench_sse_hold"
-pipeline.DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{pipeline.DB}"
-pipeline.REDIS_URL = "redis://127.0.0.1:6379/12"
-pipeline.BROKER_URL = "redis://127.0.0.1:6379/13"
+DB = "bench_sse_hold"
+DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{DB}"
+REDIS_URL = "redis://127.0.0.1:6379/12"
+BROKER_URL = "redis://127.0.0.1:6379/13"
 
 
 def raise_open_file_limit(wanted: int) -> None:
@@ -155,7 +153,7 @@ def main():
     args = parser.parse_args()
     raise_open_file_limit(args.visitors + 1000)  # each process: its sockets plus some
 
-    recreate_database()
+    recreate_database(DB, (REDIS_URL, BROKER_URL))
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as cleanup:
         groq, groq_url = start_fake_groq(args.tokens)
@@ -170,10 +168,10 @@ def main():
 def measure(args, groq_url: str, cleanup: contextlib.ExitStack) -> list[tuple[str, str]]:
     set_fake_default(groq_url, {"kind": "tokens", "n": args.tokens, "delay": args.token_ms / 1000})
     env = base_env(
-        pipeline.DATABASE_URL,
-        pipeline.REDIS_URL,
+        DATABASE_URL,
+        REDIS_URL,
         groq_url,
-        CELERY_BROKER_URL=pipeline.BROKER_URL,
+        CELERY_BROKER_URL=BROKER_URL,
         WORKER_CONCURRENCY="1000",
         WEB_WORKER_CONNECTIONS=str(args.visitors + 1000),
         SSE_HEARTBEAT_SECONDS=str(args.heartbeat),

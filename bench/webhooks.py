@@ -28,14 +28,13 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 import gevent.pool  # noqa: E402
 import psycopg2  # noqa: E402
-import redis  # noqa: E402
 import requests  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.pipeline import Visitor, pct, seed_workspace  # noqa: E402
+from bench.pipeline import Visitor, pct, recreate_database, seed_workspace  # noqa: E402
 from tests.e2e.harness import Process, base_env, procfile_command, start_web, start_worker  # noqa: E402
 
 DB = "bench_webhooks"
@@ -66,17 +65,6 @@ class FastReceiver:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"received {len(self.times)} of {count}")
             gevent.sleep(0.01)
-
-
-def recreate_database() -> None:
-    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DB}"')
-    conn.close()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    redis.Redis.from_url(BROKER_URL).flushdb()
 
 
 class Owner:
@@ -170,7 +158,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    recreate_database()
+    recreate_database(DB, (REDIS_URL, BROKER_URL))
     env = base_env(
         DATABASE_URL,
         REDIS_URL,

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from flask import Flask, current_app
+from flask import Flask
 
-from backend.extensions import db, redis_client
+from backend.extensions import app_state, db, redis_client
 from backend.services import runs
 from backend.streams import cancel_key
 
@@ -90,8 +90,4 @@ class RunWatcher:
 
 def run_watcher() -> RunWatcher:
     """The current app's watcher (made on first use: only worker processes need one)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    watcher = app.extensions.get("run_watcher")
-    if watcher is None:
-        watcher = app.extensions.setdefault("run_watcher", RunWatcher(app))
-    return watcher
+    return app_state("run_watcher", RunWatcher)
