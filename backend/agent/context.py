@@ -15,7 +15,9 @@ from sqlalchemy.orm import joinedload
 from backend.errors import not_found
 from backend.extensions import db
 from backend.models import SchedulingConnector, User, Workspace, WorkspaceService
+from backend.rules.connectors import usable_link
 from backend.rules.tones import DEFAULT_TONE
+from backend.services import connectors
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,7 @@ def load_agent_context(workspace_id: uuid.UUID) -> AgentContext:
         .where(WorkspaceService.workspace_id == workspace_id, WorkspaceService.is_active.is_(True))
         .order_by(WorkspaceService.sort_order, WorkspaceService.name, WorkspaceService.id)
     ).all()
-    connector = db.session.scalars(
-        select(SchedulingConnector)
-        .where(SchedulingConnector.workspace_id == workspace_id, SchedulingConnector.is_active.is_(True))
-        .order_by(SchedulingConnector.created_at)
-        .limit(1)
-    ).first()
+    connector = connectors.active_connector(workspace_id)
     return AgentContext(
         workspace=_workspace_facts(workspace),
         owner=_owner_facts(workspace.owner),
@@ -149,8 +146,5 @@ def _service_facts(s: WorkspaceService) -> ServiceFacts:
 def _booking_facts(connector: SchedulingConnector | None) -> BookingFacts | None:
     if connector is None:
         return None
-    link = (connector.config or {}).get("link") if isinstance(connector.config, dict) else None
-    # The API only accepts https links; anything else here is stale data the agent must not hand out.
-    if not isinstance(link, str) or not link.strip().startswith("https://"):
-        return None
-    return BookingFacts(type=connector.type, link=link.strip())
+    link = usable_link(connector.config)
+    return BookingFacts(type=connector.type, link=link) if link else None

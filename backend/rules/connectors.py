@@ -18,6 +18,15 @@ EXAMPLE_LINKS = {
 }
 
 
+def usable_link(config) -> str | None:
+    """The link a stored connector config hands out to visitors, or None. The API only
+    accepts https links; anything else is stale data that must not be handed out."""
+    link = config.get("link") if isinstance(config, dict) else None
+    if not isinstance(link, str) or not link.strip().startswith("https://"):
+        return None
+    return link.strip()
+
+
 def config_problems(connector_type: str, config) -> list[str]:
     """Why `config` is not usable for `connector_type` (empty when it is)."""
     if not isinstance(config, dict):

@@ -39,6 +39,21 @@ def get_accessible_connector(user: User, connector_id: uuid.UUID | str) -> Sched
     return get_owned(user, SchedulingConnector, connector_id, "Connector")
 
 
+def active_connector(workspace_id: uuid.UUID, session=None) -> SchedulingConnector | None:
+    """The workspace's active connector (at most one is active; the oldest if data ever
+    held more). `session`: the one to read with (a flush listener passes its own)."""
+    return (
+        (session or db.session)
+        .scalars(
+            select(SchedulingConnector)
+            .where(SchedulingConnector.workspace_id == workspace_id, SchedulingConnector.is_active.is_(True))
+            .order_by(SchedulingConnector.created_at)
+            .limit(1)
+        )
+        .first()
+    )
+
+
 def switch_off_others(workspace_id: uuid.UUID, keep_id: uuid.UUID | None) -> None:
     """Locks the workspace, then deactivates its active connectors other than `keep_id`
     (the one-active index is checked per statement: the others go off first)."""

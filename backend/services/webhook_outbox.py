@@ -34,11 +34,12 @@ from backend.models import (
     AgentRun,
     Conversation,
     ConversationMessage,
-    SchedulingConnector,
     WebhookEvent,
     WebhookSubscription,
 )
 from backend.models.types import utcnow
+from backend.rules.connectors import usable_link
+from backend.services.connectors import active_connector
 
 log = logging.getLogger(__name__)
 QUEUE = "webhooks"
@@ -109,17 +110,9 @@ def _message_data(message: ConversationMessage) -> dict:
 
 
 def _booking_link(session: Session, workspace_id: uuid.UUID) -> dict | None:
-    connector = session.execute(
-        select(SchedulingConnector)
-        .where(SchedulingConnector.workspace_id == workspace_id, SchedulingConnector.is_active.is_(True))
-        .order_by(SchedulingConnector.created_at)
-        .limit(1)
-    ).scalar_one_or_none()
-    link = (connector.config or {}).get("link") if connector and isinstance(connector.config, dict) else None
-    if not isinstance(link, str) or not link.strip().startswith("https://"):
-        return None
-    assert connector is not None
-    return {"type": connector.type, "link": link.strip()}
+    connector = active_connector(workspace_id, session)
+    link = usable_link(connector.config) if connector is not None else None
+    return {"type": connector.type, "link": link} if connector is not None and link else None
 
 
 class _Recorder:
