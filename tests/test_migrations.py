@@ -25,6 +25,7 @@ TABLES = {
     "conversation_messages",
     "agent_runs",
     "message_activity",  # analytics counters (owner API)
+    "push_tokens",  # owners' Expo push tokens
     "webhook_subscriptions",
     "webhook_events",
     "webhook_deliveries",
@@ -32,7 +33,7 @@ TABLES = {
 }
 
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _schema_diff(connection) -> list:

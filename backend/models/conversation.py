@@ -11,6 +11,10 @@ from backend.models.types import IdMixin, JSONType, Model, TimestampMixin, UTCDa
 CHANNELS = ("web", "web_public", "instagram", "whatsapp", "sms", "messenger", "chatgpt", "phone")
 CONVERSATION_STATUSES = ("active", "closed", "archived", "completed")
 MESSAGE_ROLES = ("user", "assistant", "owner")
+# `auto`: the agent answers visitor messages; `paused`: a person from the business has
+# taken over, visitor messages are saved but start no run.
+AGENT_MODES = ("auto", "paused")
+HANDOFF_REASON_MAX = 500
 
 
 class Conversation(IdMixin, TimestampMixin, Model):
@@ -20,6 +24,7 @@ class Conversation(IdMixin, TimestampMixin, Model):
         Index("ix_conversations_workspace_status", "workspace_id", "status"),
         Index("ix_conversations_workspace_channel", "workspace_id", "channel"),
         Index("ix_conversations_workspace_created", "workspace_id", "created_at"),
+        Index("ix_conversations_workspace_handoff", "workspace_id", "handoff_requested_at"),
         # PostgreSQL-only search indexes (owner list filters `tag` and `q`); on SQLite,
         # which can use neither, they are empty partial indexes (WHERE 0) that only keep
         # the migration and the models in agreement.
@@ -50,6 +55,10 @@ class Conversation(IdMixin, TimestampMixin, Model):
     # sha256 of the visitor token: the token itself is shown once, never stored.
     visitor_token_hash: Mapped[str | None] = mapped_column(String(64))
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    agent_mode: Mapped[str] = mapped_column(String(10), default="auto", server_default="auto")
+    # Set when the agent asked for a person (tool `request_human`); cleared on release.
+    handoff_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    handoff_reason: Mapped[str | None] = mapped_column(String(HANDOFF_REASON_MAX))
 
 
 class ConversationMessage(IdMixin, Model):

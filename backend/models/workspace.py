@@ -3,7 +3,7 @@
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, Uuid, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, Uuid, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.models.types import IdMixin, JSONType, Model, TimestampMixin
@@ -14,6 +14,9 @@ from backend.rules.tones import DEFAULT_TONE
 WORKSPACE_TYPES = ("individual", "business")
 FREE_TEXT_MAX = 50
 CONNECTOR_TYPES = ("calendly", "square", "agendapro")
+# What the agent asking for a person does: `notify` the owner and keep answering, or
+# also `pause` the conversation at once.
+HANDOFF_MODES = ("notify", "pause")
 
 
 class Workspace(IdMixin, TimestampMixin, Model):
@@ -31,6 +34,9 @@ class Workspace(IdMixin, TimestampMixin, Model):
     description: Mapped[str | None] = mapped_column(Text)
     profile_image_url: Mapped[str | None] = mapped_column(String(2048))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    handoff_mode: Mapped[str] = mapped_column(String(10), default="notify", server_default="notify")
+    # The owner's phone gets a push for every new conversation, not only for handoffs.
+    push_on_new_conversation: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     owner = relationship("User", lazy="joined")
 

@@ -64,6 +64,9 @@ class ConversationPublicSchema(Schema):
     tags = fields.List(fields.String())
     human_time_saved_minutes = fields.Integer()
     last_message_at = fields.DateTime(allow_none=True)
+    agent_mode = fields.String()
+    handoff_requested_at = fields.DateTime(allow_none=True)
+    handoff_reason = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -80,3 +83,5 @@ class ConversationQueryArgsSchema(PageArgsSchema):
     # Conversations with activity at or after this instant: last_message_at >= since,
     # or, when there is no message yet, created_at >= since.
     since = UTCDateTimeArg()
+    # `requested`: conversations where the agent asked for a person and no one released them.
+    handoff = fields.String(validate=OneOf(("requested",)))

@@ -4,9 +4,9 @@ import zoneinfo
 from functools import lru_cache
 
 from marshmallow import Schema, ValidationError, fields
-from marshmallow.validate import Length, Range
+from marshmallow.validate import Length, OneOf, Range
 
-from backend.models.workspace import FREE_TEXT_MAX
+from backend.models.workspace import FREE_TEXT_MAX, HANDOFF_MODES
 from backend.rules.handles import handle_problem
 from backend.schemas.common import BaseSchema, StrictInteger, not_blank, page_schema
 from backend.schemas.user import visitor_link
@@ -49,6 +49,8 @@ class WorkspaceUpdateSchema(BaseSchema):
     description = fields.String(allow_none=True)
     profile_image_url = _url(allow_none=True)
     is_active = fields.Boolean()
+    handoff_mode = fields.String(validate=OneOf(HANDOFF_MODES))
+    push_on_new_conversation = fields.Boolean()
 
 
 class WorkspaceCreateSchema(WorkspaceUpdateSchema):
@@ -69,6 +71,8 @@ class WorkspacePublicSchema(Schema):
     description = fields.String(allow_none=True)
     profile_image_url = fields.String(allow_none=True)
     is_active = fields.Boolean()
+    handoff_mode = fields.String()
+    push_on_new_conversation = fields.Boolean()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 

@@ -84,6 +84,8 @@ def list_conversations(workspace: Workspace, args: dict) -> tuple[list[Conversat
         conditions.append(matches_text(args["q"], workspace.id))
     if args.get("since"):
         conditions.append(active_since(args["since"]))
+    if args.get("handoff") == "requested":
+        conditions.append(Conversation.handoff_requested_at.is_not(None))
     return page(Conversation, conditions, LIST_ORDER, args["skip"], args["limit"])
 
 
