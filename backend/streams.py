@@ -317,6 +317,12 @@ class RunPublisher:
     def error(self, code: str, message: str) -> str | None:
         return self._enqueue("error", {"run_id": self.run_id, "code": code, "message": message})
 
+    def handoff_requested(self, reason: str) -> str | None:
+        return self._enqueue("handoff", {"status": "requested", "reason": reason})
+
+    def agent_mode(self, mode: str, by: str) -> str | None:
+        return self._enqueue("agent_mode", agent_mode_event(mode, by))
+
     def message_end(self, full_text: str, status: str, degraded: bool, usage: dict | None) -> str:
         data = {
             "run_id": self.run_id,
@@ -337,6 +343,20 @@ def gap_entry(run_id: str) -> dict:
     return {"e": "resync", "d": encode({"reason": "events_lost", "run_id": run_id})}
 
 
+def publish_event(conversation_id, event: str, data: dict) -> str:
+    """Appends one event that belongs to no run (an owner's message, a change of agent
+    mode) to the conversation's stream; returns its entry id."""
+    config = current_app.config
+    ids, _ = append_entries(
+        redis_client(),
+        stream_key(conversation_id),
+        [{"e": event, "d": encode(data)}],
+        config["STREAM_MAXLEN"],
+        config["STREAM_TTL_SECONDS"],
+    )
+    return ids[0]
+
+
 def publish_message(conversation_id, message) -> str:
     """A whole message that is not a run's reply (an owner writing to the visitor):
     event `message` with {message_id, role, content, timestamp}."""
@@ -346,15 +366,13 @@ def publish_message(conversation_id, message) -> str:
         "content": message.content,
         "timestamp": message.timestamp.isoformat(),
     }
-    config = current_app.config
-    ids, _ = append_entries(
-        redis_client(),
-        stream_key(conversation_id),
-        [{"e": "message", "d": encode(data)}],
-        config["STREAM_MAXLEN"],
-        config["STREAM_TTL_SECONDS"],
-    )
-    return ids[0]
+    return publish_event(conversation_id, "message", data)
+
+
+def agent_mode_event(mode: str, by: str) -> dict:
+    """The data of event `agent_mode`: the owner took over or handed back (by "owner"), or
+    the agent paused the conversation when it asked for a person (by "agent")."""
+    return {"mode": mode, "by": by}
 
 
 def run_text_so_far(conversation_id, run_id, first_event_id: str | None) -> str:

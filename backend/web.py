@@ -1,6 +1,6 @@
-"""Routes outside the JSON API (the visitor demo page, uploaded images under /media/, the
-metrics endpoint), and the
-security headers every response carries."""
+"""Routes outside the JSON API (the visitor demo page, the owner's inbox page, uploaded
+images under /media/, the metrics endpoint), and the security headers every response
+carries."""
 
 import hmac
 from pathlib import Path
@@ -16,8 +16,8 @@ from backend.services.chat import active_workspace
 from backend.services.media import CACHE_CONTROL, CONTENT_TYPES, MEDIA_URL_PATH
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-CHAT_ASSETS = {"chat.js", "chat.css"}
-# Only same-origin scripts, styles and connections: the page has no inline code.
+PAGE_ASSETS = {"chat.js", "chat.css", "inbox.js", "inbox.css"}
+# Only same-origin scripts, styles and connections: the pages have no inline code.
 CHAT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self' https: data:; base-uri 'none'; form-action 'self'; object-src 'none'; "
@@ -28,7 +28,7 @@ FRAME_DENIAL = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-anc
 
 
 def register_web(app: Flask) -> None:
-    """Registers /metrics, the visitor demo page /chat/<handle> and its assets."""
+    """Registers /metrics, the visitor demo page /chat/<handle>, the inbox /inbox and their assets."""
     registry = metrics.build_registry(app)
 
     @app.after_request
@@ -44,8 +44,9 @@ def register_web(app: Flask) -> None:
         return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     app.get("/chat/<handle>")(chat_page)
+    app.get("/inbox")(inbox_page)
     app.get(MEDIA_URL_PATH + "/<path:key>")(media_file)
-    app.get("/static/chat/<name>")(chat_asset)
+    app.get("/static/chat/<name>")(page_asset)
 
 
 def _security_headers(response):
@@ -65,6 +66,15 @@ def chat_page(handle: str):
         title=workspace.public_name or workspace.name,
         image_url=workspace.profile_image_url,
     )
+    return _page(html)
+
+
+def inbox_page():
+    """The owner's inbox (static: it signs in and reads everything over the API)."""
+    return _page(render_template("inbox.html"))
+
+
+def _page(html: str) -> Response:
     response = Response(html, content_type="text/html; charset=utf-8")
     response.headers["Content-Security-Policy"] = CHAT_CSP
     response.headers["X-Frame-Options"] = "DENY"
@@ -91,8 +101,8 @@ def media_file(key: str):
     return response
 
 
-def chat_asset(name: str):
-    if name not in CHAT_ASSETS:
+def page_asset(name: str):
+    if name not in PAGE_ASSETS:
         raise not_found("File")
     return send_from_directory(STATIC_DIR, name, max_age=300)
 

@@ -66,3 +66,25 @@ def test_names_are_escaped(client):
     html = client.get("/chat/tricky").get_data(as_text=True)
     assert '<img src=x onerror="alert(1)">' not in html
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
+
+
+def test_the_inbox_page_and_its_assets(client):
+    response = client.get("/inbox")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert '<script src="/static/chat/inbox.js"></script>' in html
+    assert 'href="/static/chat/inbox.css"' in html
+    for hook in ('id="login-form"', 'id="conversations"', 'id="takeover"', 'id="release"', 'id="reply-form"'):
+        assert hook in html
+    assert "<script>" not in html
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+    js = client.get("/static/chat/inbox.js")
+    assert js.status_code == 200 and "javascript" in js.mimetype
+    source = js.get_data(as_text=True)
+    for hook in ("/events/ticket", "new EventSource(", "last_event_id", '"takeover"', '"release"'):
+        assert hook in source
+    js.close()
+    css = client.get("/static/chat/inbox.css")
+    assert css.status_code == 200 and css.mimetype == "text/css"
+    css.close()

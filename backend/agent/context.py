@@ -32,6 +32,7 @@ class WorkspaceFacts:
     tone: str = DEFAULT_TONE
     timezone: str = "UTC"
     knowledge_base: str | None = None
+    handoff_mode: str = "notify"  # what request_human does besides notifying: `pause` the agent
 
     @property
     def display_name(self) -> str:
@@ -111,6 +112,7 @@ def _workspace_facts(w: Workspace) -> WorkspaceFacts:
         tone=w.tone,
         timezone=w.timezone,
         knowledge_base=w.knowledge_base,
+        handoff_mode=w.handoff_mode,
     )
 
 

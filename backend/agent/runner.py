@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import groq
@@ -24,11 +25,11 @@ from backend.agent.context import AgentContext, load_agent_context
 from backend.agent.degraded import build_degraded_reply, chunk_text_for_stream
 from backend.agent.prompt import HistoryItem, build_chat_messages
 from backend.agent.run_watch import run_watcher
-from backend.agent.tools import TOOL_SPECS, execute_tool
+from backend.agent.tools import REQUEST_HUMAN, TOOL_SPECS, execute_tool
 from backend.extensions import db
 from backend.logs import run_log
 from backend.models import AgentRun, ConversationMessage
-from backend.services import dispatch, runs
+from backend.services import dispatch, handoff, runs
 from backend.streams import RunPublisher, cancel_key
 
 log = logging.getLogger(__name__)
@@ -83,11 +84,20 @@ def _assistant_tool_message(text: str, calls: list[dict]) -> dict:
 
 
 class Generation:
-    """One run's conversation with the model, streamed through a RunPublisher."""
+    """One run's conversation with the model, streamed through a RunPublisher.
 
-    def __init__(self, ctx: AgentContext, messages: list[dict], publisher: RunPublisher):
+    `on_handoff(reason)` is called when the model's request_human call succeeded."""
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        messages: list[dict],
+        publisher: RunPublisher,
+        on_handoff: Callable[[str], None] = lambda reason: None,
+    ):
         config = current_app.config
         self.ctx, self.messages, self.publisher = ctx, messages, publisher
+        self.on_handoff = on_handoff
         self.model = config["TEXT_MODEL_NAME"]
         self.temperature = config["MODEL_TEMPERATURE"]
         self.max_rounds = config["AGENT_MAX_TOOL_ROUNDS"]
@@ -218,6 +228,8 @@ class Generation:
             result = execute_tool(self.ctx, call["name"], call["arguments"])
             self.tool_calls.append(call["name"])
             self.publisher.tool_result(call_id, call["name"], result.status, result.data, result.error)
+            if call["name"] == REQUEST_HUMAN and result.status == "ok" and isinstance(result.data, dict):
+                self.on_handoff(result.data["reason"])
             self.messages.append(
                 {"role": "tool", "tool_call_id": call_id, "content": result.as_tool_message_content()}
             )
@@ -267,7 +279,9 @@ def execute_run(run_id: uuid.UUID) -> None:
         batched=True,
     )
     runs.record_first_event(claim.run_id, publisher.message_start())
-    generation = Generation(ctx, messages, publisher)
+    generation = Generation(
+        ctx, messages, publisher, lambda reason: _record_handoff(claim, publisher, reason)
+    )
     try:
         outcome = _generate_watched(claim, generation)
         finished = dispatch.finish(claim.run_id, claim.conversation_id, outcome, publisher)
@@ -283,6 +297,23 @@ def _prepare(claim: runs.ClaimedRun) -> tuple[AgentContext, list[dict]]:
     messages = build_chat_messages(ctx, history, datetime.now(UTC))
     db.session.close()  # no connection held while the model streams
     return ctx, messages
+
+
+def _record_handoff(claim: runs.ClaimedRun, publisher: RunPublisher, reason: str) -> None:
+    """The agent asked for a person: recorded on the conversation (which notifies the
+    owner), event `handoff` to the visitor, and `agent_mode` when the workspace pauses."""
+    try:
+        request = handoff.request_human(claim.conversation_id, claim.run_id, reason)
+    except Exception:
+        # The reply goes on; the owner is not notified (the database was unreachable).
+        log.exception("handoff request of run %s not recorded", claim.run_id)
+        db.session.rollback()
+        return
+    finally:
+        db.session.close()  # no connection held while the model streams on
+    publisher.handoff_requested(reason)
+    if request.paused:
+        publisher.agent_mode("paused", handoff.BY_AGENT)
 
 
 def _generate_watched(claim: runs.ClaimedRun, generation: Generation) -> runs.Outcome:

@@ -1,4 +1,4 @@
-"""The two tools the model may call, executed only against the run's own AgentContext.
+"""The three tools the model may call, executed only against the run's own AgentContext.
 
 A tool never touches the database: it reads the context loaded for this run's
 workspace, so one workspace's data cannot leak into another's conversation.
@@ -12,8 +12,10 @@ from dataclasses import asdict, dataclass
 
 from backend.agent.context import AgentContext, ServiceFacts
 from backend.rules.folding import fold
+from backend.rules.handoff import clean_reason
 
 NO_BOOKING_REASON = "no booking link configured"
+REQUEST_HUMAN = "request_human"
 
 TOOL_SPECS: list[dict] = [
     {
@@ -40,6 +42,24 @@ TOOL_SPECS: list[dict] = [
                     }
                 },
                 "required": [],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": REQUEST_HUMAN,
+            "description": "Ask a person from the business to join this chat: use it when the visitor "
+            "asks for a person, or when you cannot help with their request.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "reason": {
+                        "type": "string",
+                        "description": "In one sentence, what the visitor needs from a person.",
+                    }
+                },
+                "required": ["reason"],
             },
         },
     },
@@ -127,6 +147,25 @@ def _get_booking_link(ctx: AgentContext, args: dict) -> ToolResult:
     )
 
 
+def _request_human(ctx: AgentContext, args: dict) -> ToolResult:
+    """Only validates: the run records the request (services/handoff.py) when this is ok."""
+    reason = args.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        return error("bad_arguments", "reason must be a string.")
+    reason = clean_reason(reason)
+    if ctx.workspace.handoff_mode == "pause":
+        next_step = (
+            "A person from the business has been notified and will answer in this chat. "
+            "Tell the visitor so; the assistant stops answering after this reply."
+        )
+    else:
+        next_step = (
+            "A person from the business has been notified and will join this chat. "
+            "Tell the visitor so, and keep helping meanwhile."
+        )
+    return ok({"requested": True, "reason": reason, "next_step": next_step})
+
+
 def _match_service(services: list[ServiceFacts], wanted: str) -> ServiceFacts | None:
     """Exact name (ignoring case, accents and spacing), else the one service the name contains or is in."""
     key = _normalize(wanted)
@@ -152,4 +191,8 @@ def _service_data(s: ServiceFacts) -> dict:
     }
 
 
-_HANDLERS = {"list_services": _list_services, "get_booking_link": _get_booking_link}
+_HANDLERS = {
+    "list_services": _list_services,
+    "get_booking_link": _get_booking_link,
+    REQUEST_HUMAN: _request_human,
+}

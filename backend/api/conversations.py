@@ -14,7 +14,7 @@ from backend.schemas.conversation import (
     OwnerConversationCreateSchema,
 )
 from backend.schemas.message import LoggedMessageCreateSchema, MessagePublicSchema
-from backend.services import conversations
+from backend.services import conversations, handoff
 from backend.services.workspaces import get_accessible_workspace
 
 URL_PREFIX = "/conversations"
@@ -63,6 +63,30 @@ class ConversationItem(MethodView):
         """Delete a conversation with its messages and runs."""
         conversations.delete_conversation(conversations.get_accessible_conversation(me(), conversation_id))
         return {"message": "Conversation deleted successfully"}
+
+
+@blp.route("/<conversation_id>/takeover", methods=["POST"])
+@authenticated
+@blp.response(200, ConversationPublicSchema)
+def take_over(conversation_id: str):
+    """Take the conversation over from the agent (`agent_mode` becomes `paused`).
+
+    A run in flight is cancelled, its partial reply kept; visitor messages are still saved
+    but start no run until the conversation is released. The visitor's stream gets event
+    `agent_mode`. Taking over a paused conversation changes nothing."""
+    conversation = conversations.get_accessible_conversation(me(), conversation_id)
+    return handoff.take_over(conversation.id)
+
+
+@blp.route("/<conversation_id>/release", methods=["POST"])
+@authenticated
+@blp.response(200, ConversationPublicSchema)
+def release(conversation_id: str):
+    """Hand the conversation back to the agent (`agent_mode` becomes `auto`) and close a
+    pending handoff request; the next visitor message starts a run, whose history holds
+    what the owner wrote."""
+    conversation = conversations.get_accessible_conversation(me(), conversation_id)
+    return handoff.release(conversation.id)
 
 
 @blp.route("/<conversation_id>/messages")

@@ -55,6 +55,7 @@ def create_conversation(body):
 @blp.alt_response(200, schema=MessagePostedSchema, description="Replay of an idempotent request")
 def post_message(body, conversation_id):
     """Send a visitor message; the agent's reply streams on the conversation's event stream.
+    While the owner has taken the conversation over, the message is saved and `run` is null.
 
     Only accepted messages spend the conversation's message budget: a replay of an
     accepted message (same idempotency key) answers 200 even once the budget is spent."""
@@ -62,11 +63,12 @@ def post_message(body, conversation_id):
     posted = chat.post_visitor_message(
         conversation_id, content, key, admit=lambda: spend_message_budget(conversation_id)
     )
-    cursor = chat.cursor_after_post(posted.run)
+    cursor = chat.cursor_after_post(conversation_id, posted.run)
     result = {"message": posted.message, "run": posted.run, "stream_cursor": cursor}
     if not posted.created:
         return result, 200
-    dispatch.dispatch_run(posted.run.id)  # after the cursor: the worker may publish at once
+    if posted.run is not None:  # None: the conversation is paused, a person answers
+        dispatch.dispatch_run(posted.run.id)  # after the cursor: the worker may publish at once
     return result
 
 

@@ -7,6 +7,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.models.types import IdMixin, JSONType, Model, TimestampMixin, UTCDateTime, utcnow
+from backend.rules.handoff import HANDOFF_REASON_MAX
 
 CHANNELS = ("web", "web_public", "instagram", "whatsapp", "sms", "messenger", "chatgpt", "phone")
 CONVERSATION_STATUSES = ("active", "closed", "archived", "completed")
@@ -14,7 +15,6 @@ MESSAGE_ROLES = ("user", "assistant", "owner")
 # `auto`: the agent answers visitor messages; `paused`: a person from the business has
 # taken over, visitor messages are saved but start no run.
 AGENT_MODES = ("auto", "paused")
-HANDOFF_REASON_MAX = 500
 
 
 class Conversation(IdMixin, TimestampMixin, Model):

@@ -62,7 +62,7 @@ class RunSchema(BaseSchema):
 
 class MessagePostedSchema(BaseSchema):
     message = fields.Nested(MessagePublicSchema)
-    run = fields.Nested(RunSchema)
+    run = fields.Nested(RunSchema, allow_none=True)
     stream_cursor = fields.String(allow_none=True)
 
 
@@ -74,3 +74,4 @@ class MessagesQueryArgs(BaseSchema):
 class MessagesPageSchema(BaseSchema):
     messages = fields.List(fields.Nested(MessagePublicSchema))
     next_since = fields.DateTime(allow_none=True)
+    agent_mode = fields.String()

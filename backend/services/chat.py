@@ -105,7 +105,7 @@ def authorize_visitor(conversation_id: uuid.UUID, token: str | None) -> Conversa
 @dataclass(frozen=True)
 class PostedMessage:
     message: ConversationMessage
-    run: AgentRun
+    run: AgentRun | None  # None: the conversation is paused (a person answers)
     created: bool
 
 
@@ -120,14 +120,17 @@ def _replay(conversation_id, idempotency_key: str, content: str) -> PostedMessag
         return None
     if message.content != content:
         raise Conflict("This idempotency_key was already used for a different message")
-    run = db.session.execute(select(AgentRun).where(AgentRun.user_message_id == message.id)).scalar_one()
+    run = db.session.execute(
+        select(AgentRun).where(AgentRun.user_message_id == message.id)
+    ).scalar_one_or_none()
     return PostedMessage(message, run, created=False)
 
 
 def post_visitor_message(
     conversation_id, content: str, idempotency_key: str | None, admit: Callable[[], None] = lambda: None
 ) -> PostedMessage:
-    """Saves a visitor message and its queued run; the same idempotency key replays them.
+    """Saves a visitor message and its queued run (no run while the conversation is
+    paused: a person answers); the same idempotency key replays them.
 
     `admit` runs only for a message that is not a replay, right before it is saved (the
     caller's rate limit): whatever it raises leaves nothing written."""
@@ -144,7 +147,7 @@ def post_visitor_message(
         db.session.rollback()  # releases the conversation's lock
         raise
     message = append_message(conversation, "user", content, idempotency_key=idempotency_key)
-    run = runs.create_run(conversation, message)
+    run = runs.create_run(conversation, message) if conversation.agent_mode == "auto" else None
     try:
         commit_keeping_state()
     except IntegrityError:
@@ -158,12 +161,16 @@ def post_visitor_message(
 
 
 def list_messages(conversation_id, since: datetime | None, limit: int) -> dict:
+    """A page of messages, with the conversation's agent mode (a reloading visitor page
+    shows whether the team has taken over)."""
     query = select(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id)
     if since is not None:
         query = query.where(ConversationMessage.timestamp > since)
     messages = list(db.session.execute(query.order_by(ConversationMessage.timestamp).limit(limit)).scalars())
     next_since = messages[-1].timestamp if messages else since
-    return {"messages": messages, "next_since": next_since}
+    conversation = db.session.get(Conversation, conversation_id)  # loaded by the visitor check
+    mode = conversation.agent_mode if conversation is not None else "auto"
+    return {"messages": messages, "next_since": next_since, "agent_mode": mode}
 
 
 def cursor_for_run(run: AgentRun) -> str:
@@ -184,15 +191,16 @@ def cursor_for_run(run: AgentRun) -> str:
     return entries[0][0] if entries else ZERO_ID
 
 
-def cursor_after_post(run: AgentRun) -> str | None:
-    """The `stream_cursor` a post answers with, or None while Redis is unreachable: the
+def cursor_after_post(conversation_id: uuid.UUID, run: AgentRun | None) -> str | None:
+    """The `stream_cursor` a post answers with (without a run: the stream's newest entry,
+    so the owner's next message is seen), or None while Redis is unreachable: the
     message and its run are saved by then (the recovery loop sends the run once the
     broker answers again), and a stream opened without a cursor starts at the oldest
     unfinished run anyway, so the visitor loses nothing."""
     try:
-        return cursor_for_run(run)
+        return cursor_for_run(run) if run is not None else last_entry_id(conversation_id)
     except redis.RedisError:
-        log.warning("no stream cursor for run %s: Redis is unreachable", run.id)
+        log.warning("no stream cursor for conversation %s: Redis is unreachable", conversation_id)
         return None
 
 

@@ -25,14 +25,22 @@ def lock_run_conversation(run_id: uuid.UUID) -> Conversation | None:
     the run does not exist. Whatever the caller reads of the run afterwards is current."""
     run_conversation = select(AgentRun.conversation_id).where(AgentRun.id == run_id).scalar_subquery()
     return db.session.execute(
-        select(Conversation).where(Conversation.id == run_conversation).with_for_update()
+        select(Conversation)
+        .where(Conversation.id == run_conversation)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
 
 
 def lock_conversation(conversation_id: uuid.UUID) -> Conversation:
-    """Loads the conversation FOR UPDATE (a no-op lock on SQLite, which serialises writers)."""
+    """Loads the conversation FOR UPDATE (a no-op lock on SQLite, which serialises writers),
+    its attributes read afresh under the lock even when the session already holds the row
+    (an access check loaded it before another request changed it)."""
     conversation = db.session.execute(
-        select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+        select(Conversation)
+        .where(Conversation.id == conversation_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if conversation is None:
         raise not_found("Conversation")

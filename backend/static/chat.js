@@ -26,6 +26,7 @@
     nameRow: document.getElementById("name-row"),
     visitorName: document.getElementById("visitor-name"),
     newChat: document.getElementById("new-chat"),
+    teamBanner: document.getElementById("team-banner"),
   };
 
   var session = loadSession(); // {conversationId, visitorToken, lastEventId}
@@ -228,6 +229,14 @@
 
   function updateTyping() { els.typing.hidden = activeRuns.size === 0; }
 
+  // `paused`: a person from the business has taken the conversation over.
+  function showAgentMode(mode) {
+    var paused = mode === "paused";
+    els.teamBanner.hidden = !paused;
+    app.dataset.agentMode = paused ? "paused" : "auto";
+    if (paused) showNotice("");
+  }
+
   function resetLog() {
     els.log.textContent = "";
     bubblesByMessage.clear(); bubblesByRun.clear(); activeRuns.clear();
@@ -243,6 +252,7 @@
         if (r.status === 401 || r.status === 404) return false;
         if (!r.ok) throw new Error("history " + r.status);
         collected = collected.concat(r.body.messages || []);
+        if (r.body.agent_mode) showAgentMode(r.body.agent_mode);
         if ((r.body.messages || []).length === 200 && r.body.next_since && round < 50) {
           return page(r.body.next_since, round + 1);
         }
@@ -297,6 +307,10 @@
       bubble.dataset.messageId = d.message_id;
       bubblesByMessage.set(d.message_id, bubble);
       scrollToEnd();
+    },
+    agent_mode: function (d) { showAgentMode(d.mode); },
+    handoff: function () {
+      if (els.teamBanner.hidden) showNotice("We've asked someone from the team to join this chat.");
     },
     error: function (d) {
       var bubble = assistantBubble(d.run_id, null);
@@ -366,6 +380,7 @@
     session = null;
     saveSession();
     resetLog();
+    showAgentMode("auto");
     els.nameRow.hidden = false;
     showNotice(message || "");
   }

@@ -109,7 +109,7 @@ def test_completed_run_saves_the_reply_with_meta(app, groq, conversation_id):
 
     # The request: streamed, with the tools, the system prompt first and the visitor's message last.
     assert request["stream"] is True and request["model"] == app.config["TEXT_MODEL_NAME"]
-    assert tool_names(request) == ["list_services", "get_booking_link"]
+    assert tool_names(request) == ["list_services", "get_booking_link", "request_human"]
     assert request["messages"][0]["role"] == "system"
     assert request["messages"][-1] == {"role": "user", "content": "When are you open?"}
 
@@ -301,7 +301,7 @@ def test_tool_use_failed_is_retried_once_without_tools(groq, conversation_id):
     run_id = queue_message(conversation_id)
     execute_run(run_id)
     assert len(groq.requests) == 2
-    assert tool_names(groq.requests[0]) == ["list_services", "get_booking_link"]
+    assert tool_names(groq.requests[0]) == ["list_services", "get_booking_link", "request_human"]
     assert "tools" not in groq.requests[1] and "tool_choice" not in groq.requests[1]
     run = stored_run(run_id)
     assert run.status == "completed" and run.degraded is False
@@ -413,3 +413,78 @@ def test_cancel_during_the_stream_keeps_what_was_streamed(app, groq, conversatio
     assert 0 < len(text.split()) < 200
     assert [r.content for r in replies(conversation_id)] == [text]
     assert evs[-1][2]["full_text"] == text and evs[-1][2]["status"] == "cancelled"
+
+
+def _workspace_handoff_mode(workspace_id, mode: str) -> None:
+    db.session.get(Workspace, workspace_id).handoff_mode = mode
+    db.session.commit()
+
+
+def test_request_human_records_the_handoff_and_tells_the_visitor(groq, conversation_id):
+    groq.enqueue(
+        Reply.tool_call("request_human", {"reason": "Wants a refund"}, id="call_h"),
+        Reply.text("Someone from the studio will join you here."),
+    )
+    run_id = queue_message(conversation_id, "I want to talk to a person about a refund")
+    execute_run(run_id)
+
+    evs = events(conversation_id)
+    assert names(evs) == [
+        "message_start",
+        "tool_call",
+        "tool_result",
+        "handoff",
+        *["delta"] * 8,
+        "message_end",
+    ]
+    assert evs[3][2] == {"status": "requested", "reason": "Wants a refund"}
+    conversation = db.session.get(Conversation, conversation_id)
+    assert conversation.handoff_requested_at is not None
+    assert conversation.handoff_reason == "Wants a refund"
+    assert conversation.agent_mode == "auto"  # `notify`: the agent keeps answering
+    assert stored_run(run_id).status == "completed"
+    [reply] = replies(conversation_id)
+    assert reply.content == "Someone from the studio will join you here."
+    assert reply.meta["tool_calls"] == ["request_human"]
+
+
+def test_a_second_request_keeps_the_first_ones_time_and_reason(groq, conversation_id):
+    groq.default = Reply.tool_calls([("request_human", {"reason": "first"})], text="")
+    groq.when("", Reply.text("OK."), stage="tool")
+    first = queue_message(conversation_id, "a person please")
+    execute_run(first)
+    asked_at = db.session.get(Conversation, conversation_id).handoff_requested_at
+    db.session.close()
+    groq.default = Reply.tool_calls([("request_human", {"reason": "second"})], text="")
+    second = queue_message(conversation_id, "still waiting")
+    execute_run(second)
+    conversation = db.session.get(Conversation, conversation_id)
+    assert conversation.handoff_requested_at == asked_at
+    assert conversation.handoff_reason == "first"
+    handoffs = [data for _, name, data in events(conversation_id) if name == "handoff"]
+    assert [h["reason"] for h in handoffs] == ["first", "second"]  # the visitor hears each one
+
+
+def test_request_human_in_pause_mode_pauses_the_conversation_and_cancels_later_runs(
+    groq, conversation_id, workspace_id
+):
+    _workspace_handoff_mode(workspace_id, "pause")
+    groq.enqueue(
+        Reply.tool_call("request_human", {"reason": "Complaint"}), Reply.text("A person will answer.")
+    )
+    run_id = queue_message(conversation_id, "I have a complaint")
+    later = queue_message(conversation_id, "hello?")  # queued behind the asking run
+    execute_run(run_id)
+
+    conversation = db.session.get(Conversation, conversation_id)
+    assert conversation.agent_mode == "paused"
+    assert stored_run(run_id).status == "completed"  # the asking run finishes its reply
+    assert stored_run(later).status == "cancelled"
+    evs = events(conversation_id)
+    mode = [data for _, name, data in evs if name == "agent_mode"]
+    assert mode == [{"mode": "paused", "by": "agent"}]
+    later_end = [data for _, name, data in evs if name == "message_end" and data["run_id"] == str(later)]
+    assert [e["status"] for e in later_end] == ["cancelled"]
+    [reply] = replies(conversation_id)
+    assert reply.content == "A person will answer."
+    assert len(groq.requests) == 2  # the cancelled run never reached the model

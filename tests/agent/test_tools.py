@@ -1,5 +1,6 @@
 """Tools run against the run's own AgentContext: workspaces never cross, bad input is a structured error."""
 
+import dataclasses
 import json
 import uuid
 from decimal import Decimal
@@ -34,14 +35,17 @@ def call(ctx, name, args=None):
     return execute_tool(ctx, name, None if args is None else json.dumps(args))
 
 
-def test_tool_specs_describe_both_tools():
+def test_tool_specs_describe_the_three_tools():
     by_name = {spec["function"]["name"]: spec for spec in TOOL_SPECS}
-    assert set(by_name) == {"list_services", "get_booking_link"}
+    assert set(by_name) == {"list_services", "get_booking_link", "request_human"}
     assert all(spec["type"] == "function" for spec in TOOL_SPECS)
     assert by_name["list_services"]["function"]["parameters"]["properties"] == {}
     booking_params = by_name["get_booking_link"]["function"]["parameters"]
     assert booking_params["properties"]["service_name"]["type"] == "string"
     assert booking_params["required"] == []
+    handoff_params = by_name["request_human"]["function"]["parameters"]
+    assert handoff_params["properties"]["reason"]["type"] == "string"
+    assert handoff_params["required"] == ["reason"]
 
 
 def test_booking_link_never_crosses_workspaces(two_workspaces):
@@ -236,3 +240,32 @@ def test_tool_message_content_is_json_of_the_result():
     }
     error = execute_tool(CTX, "nope", None)
     assert json.loads(error.as_tool_message_content())["error"]["code"] == "unknown_tool"
+
+
+def _with_handoff_mode(ctx, mode: str):
+    return dataclasses.replace(ctx, workspace=dataclasses.replace(ctx.workspace, handoff_mode=mode))
+
+
+def test_request_human_cleans_the_reason_and_says_what_happens_next():
+    result = call(make_context(), "request_human", {"reason": "  Wants to\n talk about   a refund "})
+    assert result.status == "ok" and result.error is None
+    assert result.data["requested"] is True
+    assert result.data["reason"] == "Wants to talk about a refund"
+    assert "keep helping" in result.data["next_step"]
+
+    paused = call(_with_handoff_mode(make_context(), "pause"), "request_human", {"reason": "refund"})
+    assert "stops answering" in paused.data["next_step"]
+
+
+@pytest.mark.parametrize("args", [None, {}, {"reason": ""}, {"reason": "   "}, {"reason": None}])
+def test_request_human_without_a_reason_uses_the_default(args):
+    result = call(make_context(), "request_human", args)
+    assert result.status == "ok"
+    assert result.data["reason"] == "The visitor asked to talk to a person."
+
+
+def test_request_human_caps_the_reason_and_refuses_a_non_string():
+    long = call(make_context(), "request_human", {"reason": "x" * 2000})
+    assert long.data["reason"] == "x" * 500
+    bad = call(make_context(), "request_human", {"reason": ["a person"]})
+    assert bad.status == "error" and bad.error["code"] == "bad_arguments"

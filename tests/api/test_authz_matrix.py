@@ -83,6 +83,10 @@ def conversation(prefix="conversations", body=None):
     return setup
 
 
+def conversation_action(action):
+    return lambda owner: (f"{API}/conversations/{make_conversation(make_workspace(owner)).id}/{action}", None)
+
+
 def tiny_png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (4, 4)).save(out, format="PNG")
@@ -158,6 +162,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", f"{API}/conversations/<conversation_id>"): Row(conversation()),
     ("PATCH", f"{API}/conversations/<conversation_id>"): Row(conversation(body={"status": "closed"})),
     ("DELETE", f"{API}/conversations/<conversation_id>"): Row(conversation()),
+    ("POST", f"{API}/conversations/<conversation_id>/takeover"): Row(conversation_action("takeover")),
+    ("POST", f"{API}/conversations/<conversation_id>/release"): Row(conversation_action("release")),
     ("GET", f"{API}/conversations/<conversation_id>/messages"): Row(conversation_messages()),
     ("POST", f"{API}/conversations/<conversation_id>/messages"): Row(
         conversation_messages({"role": "user", "content": "Is Friday free?"}), ok=201
