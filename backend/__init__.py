@@ -79,9 +79,10 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
 
     register_error_handlers(app)
     celery_init_app(app)
-    from backend.services import webhook_outbox
+    from backend.services import push_outbox, webhook_outbox
 
     webhook_outbox.init_app(app)
+    push_outbox.init_app(app)
 
     from backend import cli
 

@@ -279,6 +279,22 @@ class Config:
     # to" (no query per message while it holds; a new subscription hears events after it).
     WEBHOOK_SUBSCRIPTION_CACHE_SECONDS = _float("WEBHOOK_SUBSCRIPTION_CACHE_SECONDS", 5.0)
 
+    # Push notifications to the owners' phones (README "Push notifications"): Expo's push API
+    # (EXPO_ACCESS_TOKEN when the Expo project requires one). An attempt times out after
+    # EXPO_PUSH_TIMEOUT_SECONDS; no answer, a 5xx or a 429 is retried after
+    # PUSH_RETRY_BACKOFF_SECONDS, doubled each time (jittered, at most
+    # PUSH_RETRY_BACKOFF_MAX_SECONDS), until PUSH_MAX_ATTEMPTS attempts were made. An attempt in
+    # flight holds its notification PUSH_LEASE_SECONDS; the sweep (every
+    # PUSH_SWEEP_INTERVAL_SECONDS) sends again what a lost task or a killed worker left.
+    EXPO_PUSH_URL = _env("EXPO_PUSH_URL", "https://exp.host/--/api/v2/push/send")
+    EXPO_ACCESS_TOKEN = _env("EXPO_ACCESS_TOKEN")
+    EXPO_PUSH_TIMEOUT_SECONDS = _float("EXPO_PUSH_TIMEOUT_SECONDS", 10.0)
+    PUSH_MAX_ATTEMPTS = _int("PUSH_MAX_ATTEMPTS", 8)
+    PUSH_RETRY_BACKOFF_SECONDS = _float("PUSH_RETRY_BACKOFF_SECONDS", 2.0)
+    PUSH_RETRY_BACKOFF_MAX_SECONDS = _float("PUSH_RETRY_BACKOFF_MAX_SECONDS", 300.0)
+    PUSH_LEASE_SECONDS = _float("PUSH_LEASE_SECONDS", 30.0)
+    PUSH_SWEEP_INTERVAL_SECONDS = _float("PUSH_SWEEP_INTERVAL_SECONDS", 10.0)
+
     # OpenAPI (flask-smorest)
     API_TITLE = "Scheduling Assistant API"
     API_VERSION = "v1"

@@ -29,6 +29,7 @@ TTFT_KEY = PREFIX + "run_ttft_seconds"
 SSE_KEY_PREFIX = PREFIX + "sse_active:"  # one integer per process, with a TTL
 WEBHOOKS_KEY = PREFIX + "webhook_deliveries"  # outcome -> count
 WEBHOOK_QUEUE = "webhooks"
+PUSH_QUEUE = "push"  # push notifications, consumed by the same `webhooks` workers
 
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -267,7 +268,7 @@ class AssistantCollector(Collector):
 
     def _from_broker(self):
         config = self.app.config
-        queues = [config["AGENT_QUEUE"], "default", WEBHOOK_QUEUE]
+        queues = [config["AGENT_QUEUE"], "default", WEBHOOK_QUEUE, PUSH_QUEUE]
         depth = GaugeMetricFamily(
             "assistant_queue_depth", "Tasks waiting in a Celery queue.", labels=["queue"]
         )

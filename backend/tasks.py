@@ -19,7 +19,14 @@ from flask import current_app
 
 from backend.agent.runner import execute_run
 from backend.services import email as email_service
-from backend.services import webhook_delivery, webhook_outbox, webhook_sweep
+from backend.services import (
+    push_delivery,
+    push_outbox,
+    push_sweep,
+    webhook_delivery,
+    webhook_outbox,
+    webhook_sweep,
+)
 from backend.services.recovery import start_recovery_loop, stop_recovery_loop
 
 log = logging.getLogger(__name__)
@@ -82,3 +89,21 @@ def _start_webhook_sweep(sender=None, **_kwargs) -> None:
 @worker_shutting_down.connect
 def _stop_webhook_sweep(**_kwargs) -> None:
     webhook_sweep.stop_sweep_loop()
+
+
+@shared_task(name=push_outbox.SEND_TASK, acks_late=True, ignore_result=True)
+def send_push(notification_id: str) -> None:
+    """One attempt of one push notification to the owner's phones; the next one is scheduled."""
+    push_delivery.attempt(notification_id)
+
+
+@worker_ready.connect
+def _start_push_sweep(sender=None, **_kwargs) -> None:
+    """Only in workers that send pushes (the Procfile's `webhooks` process)."""
+    if push_outbox.QUEUE in (sender.app.amqp.queues.consume_from or {}):
+        push_sweep.start_sweep_loop(sender.app.flask_app)
+
+
+@worker_shutting_down.connect
+def _stop_push_sweep(**_kwargs) -> None:
+    push_sweep.stop_sweep_loop()

@@ -26,6 +26,7 @@ TABLES = {
     "agent_runs",
     "message_activity",  # analytics counters (owner API)
     "push_tokens",  # owners' Expo push tokens
+    "push_notifications",  # the outbox of pushes to owners' phones
     "webhook_subscriptions",
     "webhook_events",
     "webhook_deliveries",
@@ -33,7 +34,7 @@ TABLES = {
 }
 
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _schema_diff(connection) -> list:

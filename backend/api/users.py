@@ -6,6 +6,7 @@ from backend.api.access import authenticated, me
 from backend.api.parsing import Blueprint, body_limit
 from backend.errors import Forbidden
 from backend.schemas.common import MessageSchema, PageArgsSchema, upload_schema
+from backend.schemas.push import PushTokenCreateSchema, PushTokenPublicSchema
 from backend.schemas.user import (
     UpdatePasswordSchema,
     UserCreateSchema,
@@ -15,7 +16,7 @@ from backend.schemas.user import (
     UserUpdateMeSchema,
     UserUpdateSchema,
 )
-from backend.services import media
+from backend.services import media, push_tokens
 from backend.services import users as user_service
 
 URL_PREFIX = "/users"
@@ -84,6 +85,25 @@ def update_password_me(data):
     """Change the current user's password."""
     user_service.change_password(me(), data["current_password"], data["new_password"])
     return {"message": "Password updated successfully"}
+
+
+@blp.route("/me/push-tokens", methods=["POST"])
+@authenticated
+@blp.arguments(PushTokenCreateSchema)
+@blp.response(201, PushTokenPublicSchema)
+def register_push_token(data):
+    """Register this phone's Expo push token for the current user (idempotent).
+
+    A token registered to another user moves to the caller."""
+    return push_tokens.register(me(), data["token"])
+
+
+@blp.route("/me/push-tokens/<token>", methods=["DELETE"])
+@authenticated
+@blp.response(204)
+def delete_push_token(token: str):
+    """Forget one of the current user's push tokens (the phone logged out)."""
+    push_tokens.unregister(me(), token)
 
 
 @blp.route("/me", methods=["DELETE"])

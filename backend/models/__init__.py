@@ -2,7 +2,7 @@
 
 from backend.models.activity import MessageActivity
 from backend.models.conversation import Conversation, ConversationMessage
-from backend.models.push import PushToken
+from backend.models.push import PushNotification, PushToken
 from backend.models.run import AgentRun
 from backend.models.user import User
 from backend.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
@@ -13,6 +13,7 @@ __all__ = [
     "Conversation",
     "ConversationMessage",
     "MessageActivity",
+    "PushNotification",
     "PushToken",
     "SchedulingConnector",
     "User",

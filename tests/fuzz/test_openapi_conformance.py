@@ -81,6 +81,8 @@ def _real_body(case, world) -> None:
         case.body["workspace_handle"] = HANDLE
     elif case.path.endswith("/login/access-token"):
         case.body.update(username=world.emails[world.owner_id], password=PASSWORD)
+    elif case.path.endswith("/push-tokens") and case.method.upper() == "POST":
+        case.body["token"] = f"ExponentPushToken[fuzz-{_pick(case, 'token') % 1000}]"
     elif "/connectors/" in case.path and case.method.upper() in ("POST", "PATCH"):
         case.body.update(type="calendly", config={"link": "https://calendly.com/fuzz-shop/intro"})
 

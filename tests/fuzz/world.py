@@ -8,7 +8,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from backend.auth import issue_access_token
 from backend.extensions import db
@@ -16,6 +16,7 @@ from backend.models import (
     AgentRun,
     Conversation,
     ConversationMessage,
+    PushToken,
     SchedulingConnector,
     User,
     WebhookDelivery,
@@ -52,6 +53,8 @@ class World:
     webhook_id: uuid.UUID = field(default_factory=uuid.uuid4)
     webhook_event_id: uuid.UUID = field(default_factory=uuid.uuid4)
     delivery_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    push_token_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    push_token: str = "ExponentPushToken[fuzz-owner-phone]"
     visitor_token: str = ""
     _visitor_token_hash: str = ""
     # Bumped by every restore: a write may have re-created a user or revoked its tokens (a
@@ -94,6 +97,7 @@ class World:
             "run_id": [self.run_id],
             "webhook_id": [self.webhook_id],
             "delivery_id": [self.delivery_id],
+            "token": [self.push_token],
             "handle": [HANDLE],
             "email": [self.emails[self.owner_id]],
         }
@@ -185,6 +189,7 @@ class World:
             },
         )
         self._webhooks()
+        self._push_token()
         # A cancelled run can be cancelled again only after it is queued once more.
         db.session.execute(
             update(AgentRun).where(AgentRun.id == self.run_id).values(status="queued", finished_at=None)
@@ -256,6 +261,16 @@ class World:
                     attempts=1,
                 )
             },
+        )
+
+    def _push_token(self) -> None:
+        """The owner's phone (a DELETE may have forgotten it, a POST moved it)."""
+        db.session.execute(
+            delete(PushToken).where(PushToken.token == self.push_token, PushToken.id != self.push_token_id)
+        )
+        self._rows(PushToken, {self.push_token_id: dict(user_id=self.owner_id, token=self.push_token)})
+        db.session.execute(
+            update(PushToken).where(PushToken.id == self.push_token_id).values(user_id=self.owner_id)
         )
 
     def _rows(self, model, specs: dict) -> list:
