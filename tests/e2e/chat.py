@@ -8,6 +8,7 @@ import requests
 from backend.extensions import redis_client
 from backend.streams import stream_key
 from tests.e2e.harness import SSEClient
+from tests.factories import DEFAULT_PASSWORD
 from tests.helpers import add_stream_entry
 
 
@@ -110,3 +111,12 @@ def after_deltas(n: int):
 
 def names(events) -> list[str]:
     return [e.event for e in events]
+
+
+def owner_headers(stack, user, password: str = DEFAULT_PASSWORD) -> dict:
+    """A bearer header from the stack's own login route (its web has its own secret key)."""
+    login = requests.post(
+        stack.api("/login/access-token"), data={"username": user.email, "password": password}, timeout=10
+    )
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}

@@ -4,13 +4,13 @@ asks for a person and, in `pause` mode, stops answering."""
 
 import requests
 
-from tests.e2e.chat import Visitor, after_deltas, is_end_of, names, text_of
-from tests.factories import auth_headers, make_workspace
+from tests.e2e.chat import Visitor, after_deltas, is_end_of, names, owner_headers, text_of
+from tests.factories import make_workspace
 from tests.fake_groq import Reply
 
 
 def _owner_post(stack, workspace, path: str, **kwargs) -> requests.Response:
-    return requests.post(stack.api(path), headers=auth_headers(workspace.owner), timeout=10, **kwargs)
+    return requests.post(stack.api(path), headers=owner_headers(stack, workspace.owner), timeout=10, **kwargs)
 
 
 def test_takeover_while_a_reply_streams_then_the_owner_answers_and_hands_back(stack, groq):
@@ -102,7 +102,7 @@ def test_the_agent_asks_for_a_person_and_in_pause_mode_stops_answering(stack, gr
 
     conversation = requests.get(
         stack.api(f"/conversations/{visitor.conversation_id}"),
-        headers=auth_headers(workspace.owner),
+        headers=owner_headers(stack, workspace.owner),
         timeout=10,
     ).json()
     assert conversation["agent_mode"] == "paused"
@@ -111,7 +111,7 @@ def test_the_agent_asks_for_a_person_and_in_pause_mode_stops_answering(stack, gr
     waiting = requests.get(
         stack.api(f"/conversations/workspaces/{workspace.id}"),
         params={"handoff": "requested"},
-        headers=auth_headers(workspace.owner),
+        headers=owner_headers(stack, workspace.owner),
         timeout=10,
     ).json()
     assert [c["id"] for c in waiting["data"]] == [visitor.conversation_id]
