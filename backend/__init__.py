@@ -14,6 +14,7 @@ API_MODULES = (
     "users",
     "utils",
     "workspaces",
+    "inbox",
     "services",
     "connectors",
     "conversations",
@@ -82,6 +83,9 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
     from backend.services import webhook_outbox
 
     webhook_outbox.init_app(app)
+    from backend.services import inbox_events
+
+    inbox_events.init_app(app)
 
     from backend import cli
 
