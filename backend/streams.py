@@ -258,7 +258,9 @@ class StreamWriter:
                 batches = [publisher.take_batch() for publisher in publishers]
                 inbox, self._inbox = self._inbox, []
             try:
-                flags, failure = self._send(publishers, batches, inbox), None
+                # (a batch without inbox events is sent exactly as before they existed)
+                sent = self._send(publishers, batches, inbox) if inbox else self._send(publishers, batches)
+                flags, failure = sent, None
             except Exception as exc:  # surfaced to each run loop at its next publish
                 flags, failure = [False] * len(publishers), exc
                 if inbox:
@@ -269,14 +271,17 @@ class StreamWriter:
                 self.cond.notify_all()
 
     def _send(
-        self, publishers: list["RunPublisher"], batches: list[list[dict]], inbox: list["InboxWrite"]
+        self,
+        publishers: list["RunPublisher"],
+        batches: list[list[dict]],
+        inbox: list["InboxWrite"] | None = None,
     ) -> list[bool]:
         pipe = self._client.pipeline(transaction=False)
         sizes = [
             _queue_writes(pipe, p.key, batch, p.maxlen, None, p.cancel_flag_key)
             for p, batch in zip(publishers, batches, strict=True)
         ]
-        queue_inbox_writes(pipe, inbox)
+        queue_inbox_writes(pipe, inbox or [])
         # A run's write failing fails every run of the batch, as before.
         replies, flags, start = _checked(pipe.execute(raise_on_error=False), sum(sizes)), [], 0
         for p, batch, size in zip(publishers, batches, sizes, strict=True):

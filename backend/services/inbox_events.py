@@ -22,7 +22,6 @@ commit's caller: the events are lost and a warning logged (the inbox reconnects 
 
 import logging
 import uuid
-from collections import OrderedDict
 from typing import TypeVar
 
 import redis
@@ -32,7 +31,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from backend.extensions import redis_client
+from backend.extensions import app_state, redis_client
 from backend.models import AgentRun, Conversation, ConversationMessage
 from backend.models.run import FINISHED_STATUSES
 from backend.streams import InboxWrite, encode, queue_inbox_writes, stream_writer
@@ -53,8 +52,19 @@ UPDATED = (
     "visitor_email",
     "channel",
 )
-_WORKSPACE_OF: "OrderedDict[uuid.UUID, uuid.UUID]" = OrderedDict()  # conversation -> workspace
 _WORKSPACE_CACHE_SIZE = 10_000
+
+
+def _workspaces() -> dict[uuid.UUID, uuid.UUID]:
+    """The app's conversation -> workspace cache (a conversation never changes workspace)."""
+    return app_state("inbox_workspaces", lambda _app: {})
+
+
+def _remember(conversation_id: uuid.UUID, workspace_id: uuid.UUID) -> None:
+    cache = _workspaces()
+    if len(cache) >= _WORKSPACE_CACHE_SIZE:
+        cache.clear()  # simpler than an LRU; a miss costs one query by primary key
+    cache[conversation_id] = workspace_id
 
 
 def _iso(value) -> str | None:
@@ -71,15 +81,13 @@ def _workspace_of(session: Session, conversation_id: uuid.UUID) -> uuid.UUID | N
     conversation = session.identity_map.get(identity_key(Conversation, conversation_id))
     if conversation is not None:
         return conversation.workspace_id
-    workspace_id = _WORKSPACE_OF.get(conversation_id)
+    workspace_id = _workspaces().get(conversation_id)
     if workspace_id is None:
         workspace_id = session.execute(
             select(Conversation.workspace_id).where(Conversation.id == conversation_id)
         ).scalar_one_or_none()
         if workspace_id is not None:
-            _WORKSPACE_OF[conversation_id] = workspace_id
-            if len(_WORKSPACE_OF) > _WORKSPACE_CACHE_SIZE:
-                _WORKSPACE_OF.popitem(last=False)
+            _remember(conversation_id, workspace_id)
     return workspace_id
 
 
@@ -172,7 +180,7 @@ def _collect(session: Session, found: list) -> None:
     """Events in the order an inbox expects: conversations, messages, runs, then changes."""
     new, dirty = list(session.new), list(session.dirty)
     for conversation in _of(new, Conversation):
-        _WORKSPACE_OF[conversation.id] = conversation.workspace_id
+        _remember(conversation.id, conversation.workspace_id)
         found.append((conversation.workspace_id, "conversation.created", conversation_created(conversation)))
     for message in _of(new, ConversationMessage):
         found.append(
