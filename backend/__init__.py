@@ -14,6 +14,7 @@ API_MODULES = (
     "users",
     "utils",
     "workspaces",
+    "inbox",
     "services",
     "connectors",
     "conversations",
@@ -83,6 +84,9 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
 
     webhook_outbox.init_app(app)
     push_outbox.init_app(app)
+    from backend.services import inbox_events
+
+    inbox_events.init_app(app)
 
     from backend import cli
 

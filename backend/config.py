@@ -203,6 +203,8 @@ class Config:
     SSE_MAX_PENDING_ENTRIES = _int("SSE_MAX_PENDING_ENTRIES", 5_000)
     SSE_SEND_BUFFER_BYTES = _int("SSE_SEND_BUFFER_BYTES", 128 * 1024)  # 0: the kernel's autotuning
     AGENT_QUEUE = _env("AGENT_QUEUE", "agent-runs")
+    # The owner's live inbox: how long a ticket for its event stream stays valid.
+    INBOX_TICKET_SECONDS = _int("INBOX_TICKET_SECONDS", 60)
 
     # Rate limits (Flask-Limiter strings)
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)

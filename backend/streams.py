@@ -7,6 +7,7 @@ their last run event, which keeps a finished run resumable for at least an hour.
 """
 
 import json
+import logging
 import re
 import threading
 import time
@@ -19,6 +20,7 @@ from flask import current_app
 from backend.extensions import app_state, redis_client
 from backend.outages import retry_during_outage
 
+log = logging.getLogger(__name__)
 ZERO_ID = "0-0"
 _ID_RE = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
 MAX_ID_PART = 2**64 - 1  # both halves of a stream id are unsigned 64-bit
@@ -33,6 +35,17 @@ def stream_key(conversation_id: uuid.UUID | str) -> str:
 
 def cancel_key(run_id: uuid.UUID | str) -> str:
     return f"run:{run_id}:cancel"
+
+
+def inbox_key(workspace_id: uuid.UUID | str) -> str:
+    """The owner's live inbox of a workspace (backend.services.inbox_events writes it). The
+    braces keep the stream and its listening mark in one Redis Cluster slot."""
+    return f"inbox:{{{workspace_id}}}:events"
+
+
+def inbox_listening_key(workspace_id: uuid.UUID | str) -> str:
+    """Set while someone may read the inbox: without it, events are not written at all."""
+    return f"inbox:{{{workspace_id}}}:listening"
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:
@@ -73,15 +86,22 @@ def encode(data: dict) -> str:
 
 def last_entry_id(conversation_id) -> str:
     """The id of the newest entry: a cursor that means "from now on"."""
-    entries = stream_entries(redis_client().xrevrange(stream_key(conversation_id), count=1))
+    return last_id_of(stream_key(conversation_id))
+
+
+def last_id_of(key: str) -> str:
+    entries = stream_entries(redis_client().xrevrange(key, count=1))
     return entries[0][0] if entries else ZERO_ID
 
 
 def cursor_is_lost(conversation_id, cursor: str) -> bool:
     """True when entries after `cursor` may have been trimmed or expired away."""
+    return cursor_lost_in(stream_key(conversation_id), cursor)
+
+
+def cursor_lost_in(key: str, cursor: str) -> bool:
     if parse_id(cursor) == (0, 0):
         return False
-    key = stream_key(conversation_id)
     try:
         info = redis_client().xinfo_stream(key)
     except Exception as exc:  # the stream expired (or never existed)
@@ -115,14 +135,66 @@ def _read_writes(replies: list, entries: list[dict], flag_key: str | None) -> tu
 
 
 def append_entries(
-    client, key: str, entries: list[dict], maxlen: int, ttl: int | None = None, flag_key: str | None = None
+    client,
+    key: str,
+    entries: list[dict],
+    maxlen: int,
+    ttl: int | None = None,
+    flag_key: str | None = None,
+    inbox: list["InboxWrite"] | None = None,
 ) -> tuple[list[str], bool]:
     """XADDs `entries` and announces them to the SSE hubs in one round trip, refreshing the
     key's TTL when `ttl` is given and reading `flag_key` (a run's cancel flag) in the same
-    trip. Returns (ids, flag is set)."""
+    trip, with `inbox` events riding along. Returns (ids, flag is set)."""
     pipe = client.pipeline(transaction=False)
-    _queue_writes(pipe, key, entries, maxlen, ttl, flag_key)
-    return _read_writes(pipe.execute(), entries, flag_key)
+    size = _queue_writes(pipe, key, entries, maxlen, ttl, flag_key)
+    if not inbox:
+        return _read_writes(pipe.execute(), entries, flag_key)
+    queue_inbox_writes(pipe, inbox)
+    replies = _checked(pipe.execute(raise_on_error=False), size)
+    return _read_writes(replies[:size], entries, flag_key)
+
+
+def _checked(replies: list, size: int) -> list:
+    """Raises the first error among the first `size` replies (a stream write's, which its
+    caller handles as before); logs an inbox write's error (the events are lost)."""
+    for reply in replies[:size]:
+        if isinstance(reply, Exception):
+            raise reply
+    for reply in replies[size:]:
+        if isinstance(reply, Exception):
+            log.warning("inbox events not written: %s", reply)
+    return replies
+
+
+# One workspace's inbox events of one commit: (workspace id, [(event name, data as JSON)]),
+# with the stream's cap and time to live.
+InboxWrite = tuple[str, list[tuple[str, str]], int, int]
+
+# Writes an inbox's events only while its listening mark exists (someone may read them),
+# so a workspace whose owner never opens the inbox costs one EXISTS per commit and
+# announces nothing to the hubs. KEYS: stream, mark. ARGV: cap, ttl, channel, name, data...
+_INBOX_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+for i = 4, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i], 'd', ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], KEYS[1])
+return (#ARGV - 3) / 2
+"""
+
+
+def queue_inbox_writes(pipe, writes: list[InboxWrite]) -> int:
+    """Adds to `pipe` one conditional write per workspace (see _INBOX_SCRIPT), each
+    workspace's events in the order they were committed."""
+    merged: dict[str, tuple[list[tuple[str, str]], int, int]] = {}
+    for workspace_id, events, maxlen, ttl in writes:
+        merged.setdefault(workspace_id, ([], maxlen, ttl))[0].extend(events)
+    for workspace_id, (events, maxlen, ttl) in merged.items():
+        args = [maxlen, ttl, NOTIFY_CHANNEL, *(part for event in events for part in event)]
+        pipe.eval(_INBOX_SCRIPT, 2, inbox_key(workspace_id), inbox_listening_key(workspace_id), *args)
+    return len(merged)
 
 
 class StreamWriter:
@@ -132,44 +204,86 @@ class StreamWriter:
     their order (one writer, one batch per run at a time). Shares its condition with the
     publishers, which wait on it for their queue to drain."""
 
+    INBOX_MAX_WAIT = 0.2  # seconds inbox events wait for a round trip to ride along with
+
     def __init__(self, client):
         self._client = client
         self.cond = threading.Condition()
         self._waiting: dict[RunPublisher, None] = {}  # publishers with queued entries, in order
+        self._inbox: list[InboxWrite] = []  # owners' inbox events, sent along with the next batch
+        self._inbox_due = 0.0
         self._thread: threading.Thread | None = None
 
     def wake(self, publisher: "RunPublisher") -> None:
         """Called with `cond` held, after `publisher` queued an entry."""
         self._waiting[publisher] = None
+        self._start()
+        self.cond.notify_all()
+
+    def queue_inbox(self, writes: list["InboxWrite"]) -> None:
+        """Sends owners' inbox events with the next round trip that happens anyway: a batch
+        of deltas, or a run's `message_start`/`message_end` (which follow the commits that
+        make run events), else after INBOX_MAX_WAIT. Fire and forget: while Redis is
+        unreachable they are dropped, and a reconnecting inbox gets `resync`."""
+        with self.cond:
+            if not self._inbox:
+                self._inbox_due = time.monotonic() + self.INBOX_MAX_WAIT
+            self._inbox.extend(writes)
+            self._start()
+            self.cond.notify_all()
+
+    def take_inbox(self) -> list["InboxWrite"]:
+        """The inbox events waiting (for a publisher's own round trip)."""
+        with self.cond:
+            inbox, self._inbox = self._inbox, []
+            return inbox
+
+    def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._write_loop, daemon=True, name="stream-writer")
             self._thread.start()
-        self.cond.notify_all()
 
     def _write_loop(self) -> None:
         while True:
             with self.cond:
                 while not self._waiting:
-                    self.cond.wait()
+                    if not self._inbox:
+                        self.cond.wait()
+                    elif (wait := self._inbox_due - time.monotonic()) > 0:
+                        self.cond.wait(wait)
+                    else:
+                        break
                 publishers = list(self._waiting)
                 self._waiting.clear()
                 batches = [publisher.take_batch() for publisher in publishers]
+                inbox, self._inbox = self._inbox, []
             try:
-                flags, failure = self._send(publishers, batches), None
+                # (a batch without inbox events is sent exactly as before they existed)
+                sent = self._send(publishers, batches, inbox) if inbox else self._send(publishers, batches)
+                flags, failure = sent, None
             except Exception as exc:  # surfaced to each run loop at its next publish
                 flags, failure = [False] * len(publishers), exc
+                if inbox:
+                    log.warning("%d inbox event(s) lost: %s", len(inbox), exc)
             with self.cond:
                 for publisher, flag in zip(publishers, flags, strict=True):
                     publisher.batch_sent(flag, failure)
                 self.cond.notify_all()
 
-    def _send(self, publishers: list["RunPublisher"], batches: list[list[dict]]) -> list[bool]:
+    def _send(
+        self,
+        publishers: list["RunPublisher"],
+        batches: list[list[dict]],
+        inbox: list["InboxWrite"] | None = None,
+    ) -> list[bool]:
         pipe = self._client.pipeline(transaction=False)
         sizes = [
             _queue_writes(pipe, p.key, batch, p.maxlen, None, p.cancel_flag_key)
             for p, batch in zip(publishers, batches, strict=True)
         ]
-        replies, flags, start = pipe.execute(), [], 0
+        queue_inbox_writes(pipe, inbox or [])
+        # A run's write failing fails every run of the batch, as before.
+        replies, flags, start = _checked(pipe.execute(raise_on_error=False), sum(sizes)), [], 0
         for p, batch, size in zip(publishers, batches, sizes, strict=True):
             flags.append(_read_writes(replies[start : start + size], batch, p.cancel_flag_key)[1])
             start += size
@@ -266,14 +380,22 @@ class RunPublisher:
         gap = self._gap
         if gap:
             batch = [gap_entry(self.run_id), *batch]
-        ids, flag_set = append_entries(
-            self._redis,
-            self.key,
-            batch,
-            self.maxlen,
-            self._ttl if refresh_ttl else None,
-            self.cancel_flag_key,
-        )
+        # The commit that made run.started (or run.finished) just queued it: it goes along.
+        inbox = self._writer.take_inbox() if self._writer is not None else None
+        try:
+            ids, flag_set = append_entries(
+                self._redis,
+                self.key,
+                batch,
+                self.maxlen,
+                self._ttl if refresh_ttl else None,
+                self.cancel_flag_key,
+                inbox,
+            )
+        except Exception:
+            if inbox:
+                log.warning("%d inbox event(s) lost with a failed stream write", len(inbox))
+            raise
         if gap:
             self._gap = False
             ids = ids[1:]

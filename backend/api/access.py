@@ -8,7 +8,9 @@ as the FastAPI template answers:
 - `@authenticated` (owners; `@authenticated(superuser=True)` for superusers only):
   the bearer access token, documented as the one `bearerAuth` scheme;
 - `@visitor` (anonymous visitors): the conversation's visitor token, from the
-  `X-Visitor-Token` header or the `visitor_token` query (EventSource cannot send headers).
+  `X-Visitor-Token` header or the `visitor_token` query (EventSource cannot send headers);
+- `@ticket_or_bearer` (the owner's inbox stream): a single-use ticket in the `ticket` query,
+  else the bearer access token.
 
 Not a Blueprint module (no `blp`).
 """
@@ -16,7 +18,7 @@ Not a Blueprint module (no `blp`).
 import functools
 import uuid
 
-from flask import request
+from flask import g, request
 from flask_jwt_extended import current_user
 
 from backend.auth import require_superuser, require_user
@@ -64,3 +66,20 @@ def visitor(view):
         return view(*args, **kwargs)
 
     return _with_doc(wrapper, view)
+
+
+def ticket_or_bearer(view):
+    """A ticket for the route's `workspace_id` (query `ticket`, single use; 401 when used,
+    expired or another workspace's), else the bearer access token; the user is `g.inbox_user`."""
+    from backend.services import inbox
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        ticket = request.args.get("ticket")
+        if ticket:
+            g.inbox_user = inbox.redeem_ticket(kwargs["workspace_id"], ticket)
+        else:
+            g.inbox_user = require_user()
+        return view(*args, **kwargs)
+
+    return _with_doc(wrapper, view, security=BEARER)

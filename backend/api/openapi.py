@@ -146,6 +146,39 @@ IMAGE_UPLOAD_RESPONSES = {
 }
 IMAGE_UPLOAD_PATHS = ("/api/v1/users/me/avatar", "/api/v1/workspaces/{workspace_id}/profile-image")
 STREAM_PATH = f"{VISITOR_ROUTE_PREFIX}/stream"
+INBOX_PATH = "/api/v1/workspaces/{workspace_id}/events"
+
+
+def _cursor_parameters(resume: str) -> list[dict]:
+    return [
+        {
+            "in": "header",
+            "name": "Last-Event-ID",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": resume,
+        },
+        {
+            "in": "query",
+            "name": "last_event_id",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "The same cursor as a query parameter, for EventSource.",
+        },
+    ]
+
+
+_SSE_RESPONSE = {
+    "description": (
+        "Server-Sent Events: `id:`, `event:` and one-line JSON `data:` per event, "
+        "`: ping` comments; closed after SSE_MAX_SECONDS."
+    ),
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "headers": {
+        "Cache-Control": {"required": True, "schema": {"type": "string", "enum": ["no-cache"]}},
+        "X-Accel-Buffering": {"required": True, "schema": {"type": "string", "enum": ["no"]}},
+    },
+}
 # Facts a route's decorators cannot state: inputs the view reads by hand, other media types.
 EXTRAS: dict[tuple[str, str], dict] = {
     # A form body (no JSON), refused with 400 "Incorrect email or password" / "Inactive user".
@@ -154,34 +187,27 @@ EXTRAS: dict[tuple[str, str], dict] = {
     ("post", "/api/v1/public/conversations"): {"responses": {"404": "NotFound"}},
     **{("post", path): {"responses": IMAGE_UPLOAD_RESPONSES} for path in IMAGE_UPLOAD_PATHS},
     ("get", STREAM_PATH): {
+        "parameters": _cursor_parameters("Resume after this event id (a `stream_cursor` works too)."),
+        "responses": {"200": _SSE_RESPONSE, "422": "ValidationError"},
+    },
+    # The owner's inbox: a ticket (from POST .../events/ticket) instead of the bearer token.
+    ("get", INBOX_PATH): {
         "parameters": [
             {
-                "in": "header",
-                "name": "Last-Event-ID",
-                "required": False,
-                "schema": {"type": "string"},
-                "description": "Resume after this event id (a `stream_cursor` works too).",
-            },
-            {
                 "in": "query",
-                "name": "last_event_id",
+                "name": "ticket",
                 "required": False,
                 "schema": {"type": "string"},
-                "description": "The same cursor as a query parameter, for EventSource.",
+                "description": "A single-use ticket from `POST .../events/ticket`, for EventSource.",
             },
+            *_cursor_parameters("Resume after this event id."),
         ],
         "responses": {
-            "200": {
-                "description": (
-                    "Server-Sent Events: `id:`, `event:` and one-line JSON `data:` per event, "
-                    "`: ping` comments; closed after SSE_MAX_SECONDS."
-                ),
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                "headers": {
-                    "Cache-Control": {"required": True, "schema": {"type": "string", "enum": ["no-cache"]}},
-                    "X-Accel-Buffering": {"required": True, "schema": {"type": "string", "enum": ["no"]}},
-                },
-            },
+            "200": _SSE_RESPONSE,
+            "401": _error(
+                'No access token ("Not authenticated"), or a used, expired or another workspace\'s '
+                'ticket ("Invalid or expired ticket").'
+            ),
             "422": "ValidationError",
         },
     },

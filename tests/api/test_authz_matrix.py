@@ -139,6 +139,9 @@ ROWS: dict[tuple[str, str], Row] = {
     ("DELETE", f"{API}/workspaces/<workspace_id>"): Row(ws()),
     ("GET", f"{API}/workspaces/<workspace_id>/analytics"): Row(ws("/analytics")),
     ("POST", f"{API}/workspaces/<workspace_id>/profile-image"): Row(profile_image, multipart=True),
+    ("POST", f"{API}/workspaces/<workspace_id>/events/ticket"): Row(ws("/events/ticket"), ok=201),
+    # The inbox's event stream with the bearer token (a ticket instead: tests/api/test_inbox.py).
+    ("GET", f"{API}/workspaces/<workspace_id>/events"): Row(ws("/events")),
     ("GET", f"{API}/workspace-services/workspaces/<workspace_id>"): Row(in_workspace("workspace-services")),
     ("POST", f"{API}/workspace-services/workspaces/<workspace_id>"): Row(
         in_workspace("workspace-services", {"name": "Haircut", "starting_price": "10.00"}), ok=201
