@@ -11,15 +11,15 @@ email, or of any of the conversation's messages, with two plans on PostgreSQL.
   Its cost grows with the workspace's conversations, so it is 10-100x slower than
   the index plan for a rare word.
 
-Which word is which is measured, not guessed: the share of matching messages among
-the latest messages of the workspace (one small statement). Both plans select the
+Which word is which is measured, not guessed: the share of matching messages in a
+sample from the workspace's most recently active conversations (one small statement). Both plans select the
 same rows in the same order, with the same exact count.
 """
 
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import exists, func, literal, or_, select
+from sqlalchemy import exists, func, literal, or_, select, true
 from sqlalchemy.orm import aliased
 
 from backend.extensions import db
@@ -31,8 +31,10 @@ from backend.models import Conversation, ConversationMessage
 # a word in 49 % of the messages costs ~45 ms probed and ~200 ms indexed, and one in
 # 0.3 % ~300 ms probed and ~3 ms indexed.
 PROBE_SHARE = 0.25
-SAMPLE_CONVERSATIONS = 50
-SAMPLE_MESSAGES = 1000
+SAMPLE_CONVERSATIONS = 25
+SAMPLE_PER_CONVERSATION = 20
+# One alias for every search (the visitor subquery), not one built per request.
+_VISITOR = aliased(Conversation, name="visitor")
 
 
 def like_pattern(text: str) -> str:
@@ -53,7 +55,7 @@ def matches_text(q: str, workspace_id: uuid.UUID, conversation_id=None, probe: b
     """
     conversation_id = Conversation.id if conversation_id is None else conversation_id
     pattern = like_pattern(q)
-    visitor = aliased(Conversation)
+    visitor = _VISITOR
     by_visitor = select(visitor.id).where(
         visitor.workspace_id == workspace_id,
         or_(
@@ -71,8 +73,10 @@ def matches_text(q: str, workspace_id: uuid.UUID, conversation_id=None, probe: b
 
 
 def is_common(q: str, workspace_id: uuid.UUID) -> bool:
-    """True (PostgreSQL only) when at least PROBE_SHARE of the messages of the
-    workspace's most recently active conversations contain `q`."""
+    """True (PostgreSQL only) when at least PROBE_SHARE of a sample of the workspace's
+    messages contain `q`: up to SAMPLE_PER_CONVERSATION messages from each of its
+    SAMPLE_CONVERSATIONS most recently active conversations, so that one long
+    conversation does not make the whole sample."""
     if db.engine.dialect.name != "postgresql":
         return False
     recent = (
@@ -81,15 +85,18 @@ def is_common(q: str, workspace_id: uuid.UUID) -> bool:
         # DESC (nulls first) is a backward scan of the (workspace_id, last_message_at) index.
         .order_by(Conversation.last_message_at.desc())
         .limit(SAMPLE_CONVERSATIONS)
-    )
-    sample = (
-        select(ConversationMessage.content)
-        .where(ConversationMessage.conversation_id.in_(recent))
-        .limit(SAMPLE_MESSAGES)
         .subquery()
     )
-    hit = sample.c.content.ilike(like_pattern(q), escape="\\")
-    total, hits = db.session.execute(select(func.count(), func.count().filter(hit))).one()
+    some = (
+        select(ConversationMessage.content)
+        .where(ConversationMessage.conversation_id == recent.c.id)
+        .limit(SAMPLE_PER_CONVERSATION)
+        .lateral()
+    )
+    hit = some.c.content.ilike(like_pattern(q), escape="\\")
+    total, hits = db.session.execute(
+        select(func.count(), func.count().filter(hit)).select_from(recent).join(some, true())
+    ).one()
     return total > 0 and hits >= PROBE_SHARE * total
 
 
