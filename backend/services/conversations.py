@@ -1,7 +1,8 @@
 """Conversations and messages, owner side: filtered lists, CRUD, owner-written messages.
 
 Lists are ordered by last_message_at (newest first, conversations without
-messages last), then created_at, then id, so paging is stable. Owner messages
+messages last), then created_at, then id, so paging is stable; the `q` search
+and its two plans are in services.conversation_search. Owner messages
 go through services.messages, the one place that orders a conversation's
 messages and keeps its last_message_at.
 """
@@ -11,22 +12,28 @@ from datetime import datetime
 
 from sqlalchemy import and_, exists, func, literal, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import aliased
 
 from backend.errors import not_found
 from backend.extensions import db, redis_client
 from backend.models import Conversation, ConversationMessage, User, Workspace
+from backend.services.conversation_search import is_common, matches_text, probe_page
 from backend.services.messages import append_message, lock_conversation
 from backend.services.pagination import page
 from backend.services.rows import save_new, update_fields
 from backend.services.workspaces import check_owner, get_owned, parse_id
 from backend.streams import publish_message, stream_key
 
-LIST_ORDER = (
-    Conversation.last_message_at.desc().nulls_last(),
-    Conversation.created_at.desc(),
-    Conversation.id.desc(),
-)
+
+def list_order(source=Conversation) -> tuple:
+    """The list order over `source` (the model, an alias or a subquery's columns)."""
+    return (
+        source.last_message_at.desc().nulls_last(),
+        source.created_at.desc(),
+        source.id.desc(),
+    )
+
+
+LIST_ORDER = list_order()
 
 
 def has_tag(tag: str):
@@ -35,33 +42,6 @@ def has_tag(tag: str):
         return type_coerce(Conversation.tags, JSONB).contains([tag])
     each = func.json_each(Conversation.tags).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == tag))
-
-
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def matches_text(q: str, workspace_id: uuid.UUID):
-    """Case-insensitive substring of the visitor's name or email, or of any message.
-
-    Both halves are subqueries PostgreSQL runs once (hashed), each from a trigram
-    index, instead of case-folding every conversation's name and email row by row.
-    """
-    pattern = _like_pattern(q)
-    visitor = aliased(Conversation)
-    by_visitor = select(visitor.id).where(
-        visitor.workspace_id == workspace_id,
-        or_(
-            visitor.visitor_name.ilike(pattern, escape="\\"),
-            visitor.visitor_email.ilike(pattern, escape="\\"),
-        ),
-    )
-    in_messages = exists().where(
-        ConversationMessage.conversation_id == Conversation.id,
-        ConversationMessage.content.ilike(pattern, escape="\\"),
-    )
-    return or_(Conversation.id.in_(by_visitor), in_messages)
 
 
 def active_since(since: datetime):
@@ -80,12 +60,15 @@ def list_conversations(workspace: Workspace, args: dict) -> tuple[list[Conversat
         conditions.append(Conversation.channel == args["channel"])
     if args.get("tag"):
         conditions.append(has_tag(args["tag"]))
-    if args.get("q"):
-        conditions.append(matches_text(args["q"], workspace.id))
     if args.get("since"):
         conditions.append(active_since(args["since"]))
     if args.get("handoff") == "requested":
         conditions.append(Conversation.handoff_requested_at.is_not(None))
+    q = args.get("q")
+    if q and is_common(q, workspace.id):
+        return probe_page(q, workspace.id, conditions, list_order, args["skip"], args["limit"])
+    if q:
+        conditions.append(matches_text(q, workspace.id))
     return page(Conversation, conditions, LIST_ORDER, args["skip"], args["limit"])
 
 
