@@ -275,7 +275,8 @@
       if (d.timestamp) c.last_message_at = d.timestamp;
       if (typeof d.content === "string") c.preview = d.content;
       if (d.conversation_id === currentId) {
-        if (typeof d.content === "string") addMessage({ id: d.message_id, role: d.role, content: d.content });
+        // The event carries the first 1,000 characters: a longer message is read over REST.
+        if (typeof d.content === "string" && !d.truncated) addMessage({ id: d.message_id, role: d.role, content: d.content });
         else loadMessages(currentId);
       } else {
         c.unread = (c.unread || 0) + 1;
