@@ -8,6 +8,7 @@ a run, one `before_flush` listener watches what the session is about to write:
 - an AgentRun turning `completed`          -> reply.completed
 - a new run reply whose run called the booking-link tool, while the workspace has a
   usable booking link                      -> booking_link.shared
+- Conversation.handoff_requested_at set    -> handoff.requested (the agent asked for a person)
 
 and adds a WebhookEvent row to the same flush, so the event commits or rolls back with
 the change. After the commit, one task (`fan_out_webhook_events`, queue `webhooks`) is sent
@@ -17,8 +18,7 @@ sweep finds the events not fanned out yet and sends them anyway.
 A workspace without subscriptions costs nothing but a dictionary look-up: which event
 types a workspace subscribes to is cached per process for WEBHOOK_SUBSCRIPTION_CACHE_SECONDS
 (one indexed query per workspace per period), and changes made through this process
-forget the cached entry at once. `handoff.requested` can be subscribed to; nothing raises
-it until the handoff feature exists.
+forget the cached entry at once.
 """
 
 import logging
@@ -171,6 +171,17 @@ class _Recorder:
         }
         self.record(self.workspace_of(run.conversation_id), "reply.completed", data)
 
+    def handoff(self, conversation: Conversation) -> None:
+        history = inspect(conversation).attrs.handoff_requested_at.history
+        if not history.added or history.added[0] is None or (history.deleted and history.deleted[0]):
+            return
+        data = {
+            "conversation_id": str(conversation.id),
+            "reason": conversation.handoff_reason,
+            "requested_at": _iso(conversation.handoff_requested_at),
+        }
+        self.record(conversation.workspace_id, "handoff.requested", data)
+
 
 def _before_flush(session: Session, _context, _instances) -> None:
     if not has_app_context():
@@ -180,7 +191,8 @@ def _before_flush(session: Session, _context, _instances) -> None:
         return
     new = [obj for obj in session.new if isinstance(obj, Conversation | ConversationMessage)]
     runs = [obj for obj in session.dirty if isinstance(obj, AgentRun)]
-    if not new and not runs:
+    conversations = [obj for obj in session.dirty if isinstance(obj, Conversation)]
+    if not new and not runs and not conversations:
         return
     recorder = _Recorder(session, cache)
     with session.no_autoflush:
@@ -191,6 +203,8 @@ def _before_flush(session: Session, _context, _instances) -> None:
                 recorder.message(obj)
         for run in runs:
             recorder.run(run)
+        for conversation in conversations:
+            recorder.handoff(conversation)
 
 
 def _after_commit(session: Session) -> None:

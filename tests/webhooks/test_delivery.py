@@ -13,7 +13,7 @@ from backend.extensions import db
 from backend.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 from backend.models.types import utcnow
 from backend.rules.webhooks import EVENT_TYPES
-from backend.services import dispatch, runs, webhook_delivery, webhook_outbox, webhook_sweep
+from backend.services import dispatch, handoff, runs, webhook_delivery, webhook_outbox, webhook_sweep
 from backend.services.messages import append_message, lock_conversation
 from tests.api.visitors import post_message, start_conversation
 from tests.factories import (
@@ -159,6 +159,23 @@ def test_a_finished_run_raises_message_reply_and_booking_link_events(sent):
     assert by_type["booking_link.shared"]["link"] == "https://calendly.com/jane/intro"
     assert by_type["booking_link.shared"]["type"] == "calendly"
     assert by_type["booking_link.shared"]["message_id"] == reply_id
+
+
+def test_a_handoff_request_raises_handoff_requested_once(sent):
+    workspace = make_workspace()
+    make_webhook(workspace, events=["handoff.requested"])
+    conversation = make_conversation(workspace)
+    run_id = uuid.uuid4()
+    assert handoff.request_human(conversation.id, run_id, "Wants a refund").first
+    assert not handoff.request_human(conversation.id, run_id, "Still waiting").first
+    [event] = _events()
+    assert event.type == "handoff.requested" and event.workspace_id == workspace.id
+    assert event.data["conversation_id"] == str(conversation.id)
+    assert event.data["reason"] == "Wants a refund" and event.data["requested_at"]
+    # Released, then asked again: a new request, a new event.
+    handoff.release(conversation.id)
+    handoff.request_human(conversation.id, run_id, "Again")
+    assert [e.data["reason"] for e in _events()] == ["Wants a refund", "Again"]
 
 
 def test_no_booking_event_without_a_usable_link_or_the_tool(sent):
