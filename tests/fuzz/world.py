@@ -8,7 +8,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from backend.auth import issue_access_token
 from backend.extensions import db
@@ -31,6 +31,16 @@ from backend.services import chat
 PASSWORD = "fuzz-password-1234"
 HANDLE = "fuzz-shop"
 OTHER_HANDLE = "fuzz-other"
+
+
+def transaction_snapshot() -> str:
+    """PostgreSQL's current snapshot (xmin:xmax:ids in progress). Every transaction that
+    writes is given a transaction id, which moves it; transactions that only read leave it
+    as it was. So an unchanged snapshot means nothing was written in between."""
+    db.session.rollback()
+    snapshot = db.session.execute(text("SELECT pg_current_snapshot()::text")).scalar_one()
+    db.session.rollback()
+    return snapshot
 
 
 def _ids(n: int) -> list[uuid.UUID]:
@@ -62,6 +72,8 @@ class World:
     generation: int = 0
     _tokens: dict = field(default_factory=dict)
     _hash: str = ""
+    # The snapshot just after the last restore: while it holds, there is nothing to put back.
+    _restored_at: str = ""
 
     @property
     def emails(self) -> dict:
@@ -133,7 +145,8 @@ class World:
     # --- restoring what requests changed -------------------------------------------------------
 
     def restore(self) -> None:
-        db.session.rollback()
+        if self._restored_at == transaction_snapshot():
+            return
         self._users()
         self._workspaces()
         self._rows(
@@ -197,6 +210,7 @@ class World:
         db.session.commit()
         self.generation += 1
         self._tokens.clear()
+        self._restored_at = transaction_snapshot()
 
     def _users(self) -> None:
         specs = {
