@@ -5,11 +5,10 @@ import socket
 import time
 
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend import metrics
-from backend.extensions import db, redis_client
+from backend.extensions import blocking_redis, db, redis_client
 from backend.models import AgentRun
 from tests.factories import make_conversation, make_message, make_workspace
 
@@ -140,7 +139,9 @@ def test_http_requests_are_counted_by_method_and_status(client):
 
 
 def test_recording_never_raises_and_scrape_answers_without_redis(app, client, monkeypatch, caplog):
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+    # Built the way the app builds its client (a bare redis.Redis would retry each refused
+    # command with backoff for seconds).
+    dead = blocking_redis("redis://127.0.0.1:1/0", 2, socket_connect_timeout=0.2)
     monkeypatch.setattr(metrics, "redis_client", lambda: dead)
     monkeypatch.setattr(app.extensions["metrics"], "redis", dead)
     metrics.record_run_finished("completed", 1.0, 0.1, False)
