@@ -8,19 +8,14 @@ lost are sent again. A Redis lock keeps workers from doing the sweep twice.
 """
 
 import logging
-import threading
 
-from flask import Flask
-
-from backend.extensions import db, redis_client
 from backend.services import dispatch, runs
+from backend.services.locked_loop import LockedLoop
 from backend.streams import run_text_so_far
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "runs:recovery-lock"
 WORKER_LOST = {"code": "worker_lost", "message": "The worker writing this reply stopped; please ask again"}
-
-_stop = threading.Event()
 
 
 def fail_lost_run(run) -> None:
@@ -39,23 +34,5 @@ def recover_once() -> None:
         dispatch.dispatch_run(run_id)
 
 
-def _loop(app: Flask) -> None:
-    interval = app.config["RUN_RECOVERY_INTERVAL_SECONDS"]
-    while not _stop.wait(interval):
-        with app.app_context():
-            try:
-                if redis_client().set(LOCK_KEY, "1", nx=True, ex=max(1, int(interval * 0.8))):
-                    recover_once()
-            except Exception:
-                log.exception("run recovery sweep failed")
-            finally:
-                db.session.remove()
-
-
-def start_recovery_loop(app: Flask) -> None:
-    _stop.clear()
-    threading.Thread(target=_loop, args=(app,), daemon=True, name="run-recovery").start()
-
-
-def stop_recovery_loop() -> None:
-    _stop.set()
+RECOVERY_LOOP = LockedLoop("run-recovery", LOCK_KEY, "RUN_RECOVERY_INTERVAL_SECONDS", recover_once)
+start_recovery_loop, stop_recovery_loop = RECOVERY_LOOP.start, RECOVERY_LOOP.stop

@@ -9,15 +9,15 @@ broker is not sent twice.
 """
 
 import logging
-import threading
 from datetime import timedelta
 
-from flask import Flask, current_app
+from flask import current_app
 from sqlalchemy import select, update
 
-from backend.extensions import db, redis_client
+from backend.extensions import db
 from backend.models import WebhookDelivery, WebhookEvent
 from backend.models.types import utcnow
+from backend.services.locked_loop import LockedLoop
 from backend.services.webhook_delivery import fan_out
 from backend.services.webhook_outbox import send_delivery
 
@@ -61,28 +61,11 @@ def sweep_once() -> int:
     return len(created) + len(due)
 
 
-_stop = threading.Event()
-
-
-def _loop(app: Flask) -> None:
-    interval = app.config["WEBHOOK_SWEEP_INTERVAL_SECONDS"]
-    while not _stop.wait(interval):
-        with app.app_context():
-            try:
-                if redis_client().set(SWEEP_LOCK_KEY, "1", nx=True, ex=max(1, int(interval * 0.8))):
-                    sent = sweep_once()
-                    if sent:
-                        log.warning("webhook sweep: sent %d delivery task(s) again", sent)
-            except Exception:
-                log.exception("webhook sweep failed")
-            finally:
-                db.session.remove()
-
-
-def start_sweep_loop(app: Flask) -> None:
-    _stop.clear()
-    threading.Thread(target=_loop, args=(app,), daemon=True, name="webhook-sweep").start()
-
-
-def stop_sweep_loop() -> None:
-    _stop.set()
+SWEEP_LOOP = LockedLoop(
+    "webhook-sweep",
+    SWEEP_LOCK_KEY,
+    "WEBHOOK_SWEEP_INTERVAL_SECONDS",
+    sweep_once,
+    report="webhook sweep: sent %d delivery task(s) again",
+)
+start_sweep_loop, stop_sweep_loop = SWEEP_LOOP.start, SWEEP_LOOP.stop
