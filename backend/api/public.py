@@ -1,12 +1,12 @@
 """Public chat for anonymous visitors: profile, conversations, messages, runs, event stream."""
 
-from flask import Response, current_app, request
+from flask import current_app, request
 
-from backend import metrics
 from backend.api.access import visitor
 from backend.api.parsing import Blueprint
 from backend.api.rate_limits import spend_message_budget
-from backend.extensions import db, limiter
+from backend.api.sse import event_stream_response
+from backend.extensions import limiter
 from backend.schemas.public import (
     ConversationCreatedSchema,
     ConversationCreateSchema,
@@ -18,8 +18,7 @@ from backend.schemas.public import (
     VisitorMessageCreateSchema,
 )
 from backend.services import chat, dispatch, runs
-from backend.stream_tail import format_event, get_hub, sse_events, stuck_client_guard
-from backend.streams import encode, stream_key
+from backend.streams import stream_key
 
 URL_PREFIX = "/public"
 blp = Blueprint("public", __name__, description="Public chat for anonymous visitors.")
@@ -108,30 +107,4 @@ def stream(conversation_id):
     """The conversation's events as Server-Sent Events."""
     requested = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     start = chat.stream_start(conversation_id, requested)
-    config = current_app.config
-    first = None
-    if start.resync_reason:
-        first = format_event(start.cursor, "resync", encode({"reason": start.resync_reason}))
-    # Everything the stream needs is known now: give the database connection back
-    # before holding this request open for minutes.
-    db.session.remove()
-    events = sse_events(
-        get_hub(),
-        stream_key(conversation_id),
-        start.cursor,
-        config["SSE_HEARTBEAT_SECONDS"],
-        config["SSE_MAX_SECONDS"],
-        first_event=first,
-        gauge=metrics.for_app(),
-        max_pending=config["SSE_MAX_PENDING_ENTRIES"],
-        on_overflow=stuck_client_guard(request.environ, config["SSE_SEND_BUFFER_BYTES"]),
-    )
-    return Response(
-        events,
-        status=200,
-        mimetype="text/event-stream",
-        headers={
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        },
-    )
+    return event_stream_response(stream_key(conversation_id), start.cursor, start.resync_reason)
