@@ -24,6 +24,7 @@ from sqlalchemy.orm import aliased
 
 from backend.extensions import db
 from backend.models import Conversation, ConversationMessage
+from backend.services.search_counts import kept_count
 
 # Above this share of matching messages the probe plan's cost (per conversation, an
 # index descent, then ~1/share messages read) is below the index plan's (a recheck
@@ -101,22 +102,36 @@ def is_common(q: str, workspace_id: uuid.UUID) -> bool:
 
 
 def probe_page(
-    q: str, workspace_id: uuid.UUID, conditions: list, list_order: Callable, skip: int, limit: int
+    q: str,
+    workspace_id: uuid.UUID,
+    conditions: list,
+    list_order: Callable,
+    skip: int,
+    limit: int,
+    search: dict,
 ) -> tuple[list[Conversation], int]:
     """The probe plan: `page()`'s result for `conditions` plus the `q` match.
+
+    The exact count reads every conversation, so it is kept (services.search_counts) under
+    `search` (`q` and the filters that made `conditions`) until the workspace's
+    conversations change.
 
     The page sorts the candidates' keys first (behind `OFFSET 0`, so the match is not
     pushed below the sort) and probes them in list order until skip + limit match;
     the full rows of the page are read last. `list_order(source)` gives the list's
     ORDER BY over `source`'s last_message_at, created_at and id.
     """
-    count = (
-        db.session.scalar(
-            select(func.count())
-            .select_from(Conversation)
-            .where(*conditions, matches_text(q, workspace_id, probe=True))
-        )
-        or 0
+    count = kept_count(
+        workspace_id,
+        search,
+        lambda: (
+            db.session.scalar(
+                select(func.count())
+                .select_from(Conversation)
+                .where(*conditions, matches_text(q, workspace_id, probe=True))
+            )
+            or 0
+        ),
     )
     keys = (
         select(Conversation.id, Conversation.last_message_at, Conversation.created_at)

@@ -10,12 +10,13 @@ messages and keeps its last_message_at.
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, literal, or_, select, type_coerce
+from sqlalchemy import and_, exists, func, literal, or_, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from backend.errors import not_found
 from backend.extensions import db, redis_client
 from backend.models import Conversation, ConversationMessage, User, Workspace
+from backend.models.types import utcnow
 from backend.services.conversation_search import is_common, matches_text, probe_page
 from backend.services.messages import append_message, lock_conversation
 from backend.services.pagination import page
@@ -66,7 +67,8 @@ def list_conversations(workspace: Workspace, args: dict) -> tuple[list[Conversat
         conditions.append(Conversation.handoff_requested_at.is_not(None))
     q = args.get("q")
     if q and is_common(q, workspace.id):
-        return probe_page(q, workspace.id, conditions, list_order, args["skip"], args["limit"])
+        search = {name: value for name, value in args.items() if name not in ("skip", "limit")}
+        return probe_page(q, workspace.id, conditions, list_order, args["skip"], args["limit"], search)
     if q:
         conditions.append(matches_text(q, workspace.id))
     return page(Conversation, conditions, LIST_ORDER, args["skip"], args["limit"])
@@ -155,6 +157,11 @@ def delete_message(message: ConversationMessage) -> None:
 
     last_message_at is left as it is: it records the latest activity, and
     rewinding it could hand a later message a timestamp a `since` reader has seen.
+    The conversation row is touched (updated_at), as every change of what a search finds
+    in it is (services.search_counts).
     """
+    db.session.execute(
+        update(Conversation).where(Conversation.id == message.conversation_id).values(updated_at=utcnow())
+    )
     db.session.delete(message)
     db.session.commit()

@@ -2,12 +2,14 @@
 PostgreSQL runs (services.conversation_search): the probe plan for common words,
 the trigram-index plan for rare ones."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 
-from backend.extensions import db
-from backend.services import conversation_search
+from backend.extensions import blocking_redis, db
+from backend.services import conversation_search, search_counts
 from tests.factories import auth_headers, make_conversation, make_message, make_workspace
 
 BASE = "/api/v1/conversations/workspaces"
@@ -107,3 +109,88 @@ def test_the_measured_share_picks_the_plan(client):
     assert not conversation_search.is_common("price", make_workspace().id)  # no messages
     assert _page(client, workspace, "?q=price")[1] == 4
     assert _page(client, workspace, "?q=the price is")[1] == 1
+
+
+# --- the probe plan's kept count (services.search_counts) --------------------------------------
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    monkeypatch.setattr(conversation_search, "PROBE_SHARE", 0.0)
+
+
+def _count(client, workspace, query="?q=deluxe"):
+    return _page(client, workspace, query)[1]
+
+
+def test_a_kept_count_is_not_counted_again(client, probe):
+    workspace, _ordered = _busy_workspace()
+    assert _count(client, workspace) == 6
+    counted = []
+
+    def record(_conn, _cursor, statement, *_args):
+        # The search's count (the plan's sample also counts, over messages, not conversations).
+        if re.match(r"SELECT count\(\*\) AS \w+\s+FROM conversations\s", statement) and "ILIKE" in statement:
+            counted.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert _count(client, workspace) == 6
+        assert _page(client, workspace, "?q=deluxe&limit=2&skip=2")[1] == 6
+        assert counted == []
+        assert _count(client, workspace, "?q=deluxe&status=closed") == 0  # other filters: counted
+        assert len(counted) == 1
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def test_a_kept_count_follows_every_change_that_moves_it(client, probe):
+    workspace, ordered = _busy_workspace()
+    headers = auth_headers(workspace.owner)
+    assert _count(client, workspace) == 6
+    assert _count(client, workspace, "?q=deluxe&status=active") == 6
+
+    quiet = ordered[1]  # no message with the word
+    posted = client.post(
+        f"/api/v1/messages/conversations/{quiet.id}", json={"content": "A DELUXE one?"}, headers=headers
+    )
+    assert posted.status_code == 201, posted.json
+    assert _count(client, workspace) == 7
+    logged = client.post(
+        f"/api/v1/conversations/{ordered[2].id}/messages",
+        json={"role": "assistant", "content": "deluxe is booked"},
+        headers=headers,
+    )
+    assert logged.status_code == 201, logged.json
+    assert _count(client, workspace) == 8
+
+    assert client.delete(f"/api/v1/messages/{posted.json['id']}", headers=headers).status_code == 200
+    assert _count(client, workspace) == 7
+
+    renamed = client.patch(
+        f"/api/v1/conversations/{ordered[4].id}", json={"visitor_name": "Deluxe Dan"}, headers=headers
+    )
+    assert renamed.status_code == 200, renamed.json
+    assert _count(client, workspace) == 8
+
+    closed = client.patch(
+        f"/api/v1/conversations/{ordered[0].id}", json={"status": "closed"}, headers=headers
+    )
+    assert closed.status_code == 200, closed.json
+    assert _count(client, workspace, "?q=deluxe&status=active") == 7
+
+    assert client.delete(f"/api/v1/conversations/{ordered[3].id}", headers=headers).status_code == 200
+    assert _count(client, workspace) == 7
+    created = client.post(
+        f"{BASE}/{workspace.id}", json={"channel": "web", "visitor_email": "deluxe@x.io"}, headers=headers
+    )
+    assert created.status_code == 201, created.json
+    assert _count(client, workspace) == 8
+
+
+def test_without_redis_the_count_is_computed(client, probe, monkeypatch):
+    workspace, _ordered = _busy_workspace()
+    dead = blocking_redis("redis://127.0.0.1:1/0", 2, socket_connect_timeout=0.2)
+    monkeypatch.setattr(search_counts, "redis_client", lambda: dead)
+    assert _page(client, workspace, "?q=deluxe&limit=2")[1] == 6
+    assert _count(client, workspace) == 6
