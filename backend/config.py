@@ -151,6 +151,9 @@ class Config:
     CELERY_PREFETCH_MULTIPLIER = _int("CELERY_PREFETCH_MULTIPLIER", 4)
     # kombu's Redis channel pool holds 10 connections by default and raises past that.
     CELERY_BROKER_MAX_CONNECTIONS = _int("CELERY_BROKER_MAX_CONNECTIONS", 1000)
+    # Broker connections a process sends tasks over (Celery's producer pool); a burst of
+    # posts waits its turn (cooperatively under gevent) instead of opening more.
+    CELERY_BROKER_POOL_LIMIT = _int("CELERY_BROKER_POOL_LIMIT", 10)
     # Run tasks in the calling process (no worker): for tests and one-off scripts only.
     CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", False)
     LOG_LEVEL = (_env("LOG_LEVEL", "INFO") or "INFO").upper()

@@ -124,6 +124,7 @@ def celery_init_app(app: Flask) -> Celery:
     queue = app.config["AGENT_QUEUE"]
     celery.conf.update(
         broker_url=app.config["CELERY_BROKER_URL"],
+        broker_pool_limit=app.config["CELERY_BROKER_POOL_LIMIT"],
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
