@@ -274,7 +274,10 @@ def run_replies(api: str, visitors: list[tuple[str, str]], streams: list[Stream]
         if not ok and os.environ.get("SSE_HOLD_DEBUG"):
             print(
                 f"run {run_id}: {len(mine)} deltas, {len(ends)} message_end, text matches: "
-                f"{bool(ends) and ends[0]['full_text'] == text}, open: {not stream.closed}"
+                f"{bool(ends) and ends[0]['full_text'] == text}, open: {not stream.closed}, "
+                f"all deltas on the stream: {len(stream.deltas)}, their runs: "
+                f"{sorted({data['run_id'] for _, data in stream.deltas})}, "
+                f"ends: {[(end['run_id'], end.get('status')) for end in stream.ends]}"
             )
         complete += ok
     return {

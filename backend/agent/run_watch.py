@@ -52,7 +52,10 @@ class RunWatcher:
 
     def _watch(self) -> None:
         with self._app.app_context():
-            since_beat = 0.0
+            # Beats go by the clock, not by a count of polls: on a busy worker a poll takes
+            # longer than its interval, and counting polls would space the beats out until
+            # the recovery sweep took live runs for dead ones.
+            last_beat = time.monotonic()
             while True:
                 self._has_runs.wait()
                 time.sleep(self._cancel_interval)
@@ -62,9 +65,8 @@ class RunWatcher:
                         self._has_runs.clear()
                         continue
                 self._check_cancels(watched)
-                since_beat += self._cancel_interval
-                if since_beat >= self._heartbeat_interval:
-                    since_beat = 0.0
+                if time.monotonic() - last_beat >= self._heartbeat_interval:
+                    last_beat = time.monotonic()
                     self._beat(watched)
 
     def _check_cancels(self, watched: list[uuid.UUID]) -> None:

@@ -57,3 +57,25 @@ def test_one_watcher_cancels_the_flagged_run_only_and_keeps_every_heartbeat(app)
 
 def test_the_app_has_one_watcher(app):
     assert run_watcher() is run_watcher() is app.extensions["run_watcher"]
+
+
+def test_heartbeats_keep_time_when_each_poll_is_slow(app, monkeypatch):
+    """A busy worker: every cancel poll takes 0.3 s against its 0.05 s interval. Beats are
+    due every 0.2 s, so each poll is followed by one (a count of polls would beat every
+    fourth poll, every 1.4 s, and a recovery sweep would take the runs for dead)."""
+    saved = {key: app.config[key] for key in ("RUN_CANCEL_POLL_SECONDS", "RUN_HEARTBEAT_SECONDS")}
+    app.config.update(RUN_CANCEL_POLL_SECONDS=0.05, RUN_HEARTBEAT_SECONDS=0.2)
+    try:
+        watcher = RunWatcher(app)
+    finally:
+        app.config.update(saved)
+    (run_id,) = running_runs(1)
+    monkeypatch.setattr(watcher, "_check_cancels", lambda _watched: time.sleep(0.3))
+    beats = []
+    touch = runs.touch_heartbeats
+    monkeypatch.setattr(
+        runs, "touch_heartbeats", lambda engine, ids: (beats.append(time.monotonic()), touch(engine, ids))
+    )
+    with watcher.watching(run_id, lambda: None):
+        time.sleep(1.6)
+    assert len(beats) >= 3, beats
