@@ -8,7 +8,6 @@ their retry was too far out to park in the broker. Only what has waited a whole 
 as lost, so a backlog waiting in the broker is not sent twice.
 """
 
-import logging
 from datetime import timedelta
 
 from flask import current_app
@@ -20,7 +19,6 @@ from backend.models.types import utcnow
 from backend.services.locked_loop import LockedLoop
 from backend.services.push_outbox import send_push
 
-log = logging.getLogger(__name__)
 SWEEP_LOCK_KEY = "push:sweep-lock"
 SWEEP_BATCH = 500
 

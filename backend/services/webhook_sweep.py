@@ -8,7 +8,6 @@ sent again. Only what has waited a whole lease counts as lost, so a backlog wait
 broker is not sent twice.
 """
 
-import logging
 from datetime import timedelta
 
 from flask import current_app
@@ -21,7 +20,6 @@ from backend.services.locked_loop import LockedLoop
 from backend.services.webhook_delivery import fan_out
 from backend.services.webhook_outbox import send_delivery
 
-log = logging.getLogger(__name__)
 SWEEP_LOCK_KEY = "webhooks:sweep-lock"
 SWEEP_BATCH = 500
 
