@@ -21,7 +21,8 @@ from sqlalchemy import case, func, select
 
 from backend import metrics
 from backend.agent import llm
-from backend.agent.context import AgentContext, load_agent_context
+from backend.agent.context import AgentContext
+from backend.agent.context_cache import agent_context
 from backend.agent.degraded import build_degraded_reply, chunk_text_for_stream
 from backend.agent.prompt import HistoryItem, build_chat_messages
 from backend.agent.run_watch import run_watcher
@@ -292,7 +293,7 @@ def execute_run(run_id: uuid.UUID) -> None:
 
 def _prepare(claim: runs.ClaimedRun) -> tuple[AgentContext, list[dict]]:
     """The workspace's facts and the chat messages; no connection is held afterwards."""
-    ctx = load_agent_context(claim.workspace_id)
+    ctx = agent_context(claim.workspace_id)
     history = load_history(claim, current_app.config["AGENT_HISTORY_MESSAGES"])
     messages = build_chat_messages(ctx, history, datetime.now(UTC))
     db.session.close()  # no connection held while the model streams
