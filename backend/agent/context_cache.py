@@ -2,36 +2,42 @@
 
 `load_agent_context` reads the workspace with its owner, the active services and the active
 connector into ORM objects for every run, though a workspace's facts rarely change between
-two of its runs. On PostgreSQL one statement reads a version of those rows instead: the
-transaction ids (xmin) of the workspace's and its owner's rows, and the number and the sum
-of the xmins of its services and of its connectors. Every write of one of those rows gives
-it the writing transaction's id and every insert or delete changes a number, so the version
-moves whenever a fact may have changed, and the context is loaded again. A write between
-the version and the load only makes the kept context newer than its version, never older.
-SQLite loads every time.
+two of its runs. On PostgreSQL one statement reads a version of those rows instead
+(models.row_versions): the xmin of the workspace's and its owner's rows, and the number and
+the sum of the xmins of its services and of its connectors. It moves whenever a fact may
+have changed, and the context is loaded again. A write between the version and the load
+only makes the kept context newer than its version, never older. SQLite loads every time.
 """
 
 import uuid
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, select
 
 from backend.agent.context import AgentContext, load_agent_context
 from backend.errors import not_found
 from backend.extensions import app_state, db
+from backend.models import SchedulingConnector, User, Workspace, WorkspaceService
+from backend.models.row_versions import row_xmin, rows_version
 
 MAX_WORKSPACES = 2000
 
-VERSION_SQL = text(
-    """
-    SELECT w.xmin::text, u.xmin::text,
-      (SELECT count(*) || ':' || coalesce(sum(s.xmin::text::bigint), 0)
-         FROM workspace_services s WHERE s.workspace_id = w.id),
-      (SELECT count(*) || ':' || coalesce(sum(c.xmin::text::bigint), 0)
-         FROM scheduling_connectors c WHERE c.workspace_id = w.id)
-    FROM workspaces w JOIN "user" u ON u.id = w.owner_id
-    WHERE w.id = :workspace_id
-    """
+
+# Built once: building it for every run cost more CPU than running it.
+CONTEXT_VERSION = (
+    select(
+        row_xmin(Workspace),
+        row_xmin(User),
+        rows_version(WorkspaceService, WorkspaceService.workspace_id == Workspace.id),
+        rows_version(SchedulingConnector, SchedulingConnector.workspace_id == Workspace.id),
+    )
+    .join_from(Workspace, User, User.id == Workspace.owner_id)
+    .where(Workspace.id == bindparam("workspace_id"))
 )
+
+
+def context_version(workspace_id: uuid.UUID):
+    """The version of every row the workspace's context copies (None: no such workspace)."""
+    return db.session.execute(CONTEXT_VERSION, {"workspace_id": workspace_id}).first()
 
 
 class ContextCache:
@@ -41,7 +47,7 @@ class ContextCache:
     def get(self, workspace_id: uuid.UUID) -> AgentContext:
         if db.engine.dialect.name != "postgresql":
             return load_agent_context(workspace_id)
-        row = db.session.execute(VERSION_SQL, {"workspace_id": workspace_id}).first()
+        row = context_version(workspace_id)
         if row is None:
             raise not_found("Workspace")
         version = tuple(row)

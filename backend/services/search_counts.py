@@ -4,10 +4,9 @@
 A probed count reads every conversation of the workspace (~80 ms for 10,000); the page
 itself stops when it is full. The count is kept in Redis under the search (words and
 filters) and a version of the workspace's conversations, read in one statement that is
-cheap beside the count: their number and the sum of their rows' transaction ids (xmin).
-Every write of a conversation row gives it the writing transaction's id, so the sum moves
-(only writes whose ids cancel out exactly would leave it, and then only for COUNT_SECONDS);
-an insert or a delete changes the number. Whatever changes a count touches a conversation
+cheap beside the count (models.row_versions: their number and the sum of their xmins,
+which any insert, update or delete moves; kept at most COUNT_SECONDS in any case).
+Whatever changes a count touches a conversation
 row: a message appended sets its last_message_at, a deleted message touches it too
 (services.conversations), and so do a new visitor name, status, tag or channel. A write
 between the version and the count only makes the kept count newer than its version,
@@ -21,25 +20,26 @@ import uuid
 from collections.abc import Callable
 
 from redis.exceptions import RedisError
-from sqlalchemy import cast, func, literal_column, select
-from sqlalchemy.types import BigInteger, Text
+from sqlalchemy import bindparam, select
 
 from backend.extensions import db, redis_client
 from backend.models import Conversation
+from backend.models.row_versions import rows_version
 
 log = logging.getLogger(__name__)
 COUNT_SECONDS = 300
 KEY_PREFIX = "search:count:"
 
 
+# Built once, like agent.context_cache's: building it per request cost more than running it.
+CONVERSATIONS_VERSION = select(
+    rows_version(Conversation, Conversation.workspace_id == bindparam("workspace_id"))
+)
+
+
 def conversations_version(workspace_id: uuid.UUID) -> str:
     """Changes whenever a conversation of the workspace is added, changed or deleted."""
-    xmin = cast(cast(literal_column("conversations.xmin"), Text), BigInteger)
-    version = select(func.count(), func.coalesce(func.sum(xmin), 0)).where(
-        Conversation.workspace_id == workspace_id
-    )
-    number, xmin_sum = db.session.execute(version).one()
-    return f"{number}:{xmin_sum}"
+    return str(db.session.scalar(CONVERSATIONS_VERSION, {"workspace_id": workspace_id}))
 
 
 def count_key(workspace_id: uuid.UUID, search: dict) -> str:
