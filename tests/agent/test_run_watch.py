@@ -25,13 +25,18 @@ def running_runs(n: int):
     return claimed
 
 
-def test_one_watcher_cancels_the_flagged_run_only_and_keeps_every_heartbeat(app):
+def watcher_with(app, cancel_seconds: float, heartbeat_seconds: float) -> RunWatcher:
+    """A watcher of its own with these intervals (the app's settings are left as they were)."""
     saved = {key: app.config[key] for key in ("RUN_CANCEL_POLL_SECONDS", "RUN_HEARTBEAT_SECONDS")}
-    app.config.update(RUN_CANCEL_POLL_SECONDS=0.05, RUN_HEARTBEAT_SECONDS=0.1)
+    app.config.update(RUN_CANCEL_POLL_SECONDS=cancel_seconds, RUN_HEARTBEAT_SECONDS=heartbeat_seconds)
     try:
-        watcher = RunWatcher(app)
+        return RunWatcher(app)
     finally:
         app.config.update(saved)
+
+
+def test_one_watcher_cancels_the_flagged_run_only_and_keeps_every_heartbeat(app):
+    watcher = watcher_with(app, cancel_seconds=0.05, heartbeat_seconds=0.1)
     first, second, third = running_runs(3)
     old = utcnow() - timedelta(minutes=10)
     for run_id in (first, second, third):
@@ -63,12 +68,7 @@ def test_heartbeats_keep_time_when_each_poll_is_slow(app, monkeypatch):
     """A busy worker: every cancel poll takes 0.3 s against its 0.05 s interval. Beats are
     due every 0.2 s, so each poll is followed by one (a count of polls would beat every
     fourth poll, every 1.4 s, and a recovery sweep would take the runs for dead)."""
-    saved = {key: app.config[key] for key in ("RUN_CANCEL_POLL_SECONDS", "RUN_HEARTBEAT_SECONDS")}
-    app.config.update(RUN_CANCEL_POLL_SECONDS=0.05, RUN_HEARTBEAT_SECONDS=0.2)
-    try:
-        watcher = RunWatcher(app)
-    finally:
-        app.config.update(saved)
+    watcher = watcher_with(app, cancel_seconds=0.05, heartbeat_seconds=0.2)
     (run_id,) = running_runs(1)
     monkeypatch.setattr(watcher, "_check_cancels", lambda _watched: time.sleep(0.3))
     beats = []
