@@ -7,6 +7,7 @@ import time
 import redis
 from flask import Flask, current_app, jsonify
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,12 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("database unreachable: %s", error.orig)
         return service_unavailable("the database")
 
+    @app.errorhandler(PoolTimeoutError)
+    def handle_database_busy(error: PoolTimeoutError):
+        rollback_session()
+        log.warning("no database connection free in time: %s", error)
+        return service_unavailable("the database", busy=True)
+
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)
     def handle_redis_outage(error: redis.RedisError):
@@ -205,11 +212,13 @@ def is_database_outage(error: BaseException) -> bool:
 OUTAGE_RETRY_AFTER_SECONDS = 5
 
 
-def service_unavailable(what: str):
-    """503 in the one JSON shape, for a dependency that is down for now; clients retry."""
+def service_unavailable(what: str, busy: bool = False):
+    """503 in the one JSON shape, for a dependency that is down or saturated for now (every
+    pooled connection taken past the pool's timeout); clients retry."""
+    state = "busy" if busy else "unreachable"
     return error_response(
         503,
-        f"Service temporarily unavailable: {what} is unreachable, try again shortly",
+        f"Service temporarily unavailable: {what} is {state}, try again shortly",
         headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)},
     )
 

@@ -177,3 +177,24 @@ def test_database_and_redis_outages_are_json_503_and_other_database_errors_500(a
         assert_error(response, 500, "Internal server error")
         assert "SELEKT" not in response.get_data(as_text=True)
     assert db.session.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_a_request_that_finds_every_database_connection_taken_is_a_json_503(app):
+    """A burst that holds every pooled connection past the pool's timeout makes the next
+    request a 503 the client can retry, not a 500; it gets its answer once one is free."""
+    with build_app(
+        app, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2}
+    ) as other:
+        client = other.test_client()
+        with other.app_context():
+            held = db.engine.connect()  # the pool's only connection
+        try:
+            health = client.get("/api/v1/utils/health-check/")
+            assert health.status_code == 503 and health.get_json()["database"] == "error"
+            response = client.get("/api/v1/public/workspaces/nobody-here")
+            detail = assert_error(response, 503)["detail"]
+            assert detail == "Service temporarily unavailable: the database is busy, try again shortly"
+            assert response.headers["Retry-After"] == "5"
+        finally:
+            held.close()
+        assert_error(client.get("/api/v1/public/workspaces/nobody-here"), 404)
