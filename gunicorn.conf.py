@@ -21,6 +21,9 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Set either in the environment to override.
 os.environ.setdefault("REDIS_MAX_CONNECTIONS", "4")
 os.environ.setdefault("CELERY_BROKER_POOL_LIMIT", "1")
+# gevent records, for every greenlet, the stack that spawned it (a debugging aid): ~1.3 KB
+# kept per held SSE stream (bench/sse_hold.py), and work at every spawn.
+os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "0")
 
 
 def post_fork(server, worker):
@@ -29,3 +32,11 @@ def post_fork(server, worker):
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
+
+
+def post_worker_init(worker):
+    # Each request is dispatched in a greenlet of its own, so a held SSE stream's greenlet
+    # stays shallow and small (backend/serving.py).
+    from backend.serving import dispatch_in_own_greenlet
+
+    worker.wsgi = dispatch_in_own_greenlet(worker.wsgi)

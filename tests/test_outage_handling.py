@@ -25,7 +25,7 @@ from backend.streams import RunPublisher, stream_key
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
-def drain(gen, timeout: float = 5.0) -> list[str]:
+def drain(gen, timeout: float = 5.0) -> list[bytes]:
     """Everything the SSE generator yields until it ends by itself."""
     out = []
     deadline = time.monotonic() + timeout
@@ -50,7 +50,7 @@ def test_the_hub_ends_every_feed_when_its_redis_connection_breaks(app):
     try:
         hub._reader = BrokenReader()
         feeds = [sse_events(hub, f"conv:{uuid.uuid4()}:events", "0-0", 1000, 1000) for _ in range(3)]
-        assert [next(feed) for feed in feeds] == [": connected\n\n"] * 3
+        assert [next(feed) for feed in feeds] == [b": connected\n\n"] * 3
         for feed in feeds:
             assert drain(feed) == []  # ended cleanly: the client reconnects with Last-Event-ID
         assert hub.watched_streams() == 0
@@ -67,7 +67,7 @@ def test_a_resuming_stream_that_cannot_reach_redis_ends_at_once(app):
         first = hub.subscribe(key, "5-0")
         hub._short = redis.Redis.from_url(DEAD_REDIS, retry=Retry(NoBackoff(), 0))
         feed = sse_events(hub, key, "1-0", 1000, 1000)
-        assert drain(feed) == [": connected\n\n"]
+        assert drain(feed) == [b": connected\n\n"]
         hub.unsubscribe(first)
     finally:
         hub.stop()

@@ -377,3 +377,44 @@ def test_a_bad_cursor_does_not_stall_other_streams(client):
     ids = publish_run(conversation_b, run)
     reader.read_until(lambda r: len(r.events) == len(ids), timeout=3)
     reader.close()
+
+
+def test_the_server_iterates_the_event_generator_itself_and_closing_it_logs_the_request(client, app, capsys):
+    """What the WSGI server gets is the stream's own generator (no wrapper generator per
+    held stream) yielding bytes; closing the body ends the subscription and writes the
+    stream's request log line, with its duration."""
+    import inspect
+
+    from werkzeug.test import EnvironBuilder
+
+    conversation_id, token = visitor(client)
+    hub = app.extensions["sse_hub"]
+    watched = hub.watched_streams()
+    environ = EnvironBuilder(
+        path=f"{API}/conversations/{conversation_id}/stream", headers={"X-Visitor-Token": token}
+    ).get_environ()
+    started = []
+    capsys.readouterr()
+    body = app(environ, lambda status, headers, exc_info=None: started.append(status))
+    assert started == ["200 OK"]
+    chunks = iter(body)
+    assert inspect.isgenerator(chunks)
+    assert next(chunks) == b": connected\n\n"
+    assert hub.watched_streams() == watched + 1
+    body.close()
+    assert hub.watched_streams() == watched
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (logged,) = [line for line in lines if line.get("logger") == "backend.request"]
+    assert logged["path"].endswith("/stream") and logged["status"] == 200 and logged["duration_ms"] >= 0
+
+
+def test_head_of_a_stream_answers_headers_and_holds_nothing(client, app):
+    conversation_id, token = visitor(client)
+    hub = app.extensions["sse_hub"]
+    watched = hub.watched_streams()
+    response = client.head(
+        f"{API}/conversations/{conversation_id}/stream", headers={"X-Visitor-Token": token}
+    )
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    assert response.get_data() == b""
+    assert hub.watched_streams() == watched

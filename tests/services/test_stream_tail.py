@@ -52,13 +52,13 @@ class Consumer:
         self.ids: list[str] = []
         self.events: list[tuple[str, str, str]] = []
         self.comments: list[str] = []
-        self.opening = next(self.gen)  # subscribes
+        self.opening = next(self.gen).decode()  # subscribes
 
     def read_until(self, predicate, timeout=10.0):
         deadline = time.monotonic() + timeout
         while not predicate(self):
             assert time.monotonic() < deadline, f"timed out after {len(self.ids)} entries"
-            self._parse(next(self.gen))
+            self._parse(next(self.gen).decode())
         return self
 
     def until_id(self, entry_id, timeout=10.0):
@@ -162,7 +162,7 @@ def test_heartbeat_and_lifetime(hub, writer):
     chunks = list(consumer.gen)  # runs until max_seconds
     elapsed = time.monotonic() - started
     assert 1.0 <= elapsed < 3.0
-    assert chunks and set(chunks) == {": ping\n\n"}
+    assert chunks and set(chunks) == {b": ping\n\n"}
     assert 2 <= len(chunks) <= 5
     assert hub.watched_streams() == 0  # the generator unsubscribed on its way out
 
@@ -354,3 +354,34 @@ def test_resubscribing_during_an_inflight_read_leaves_no_gap(hub, writer):
     second.until_id(e4)
     assert second.ids == [e2, e3, e4]
     second.close()
+
+
+def test_a_feed_hands_over_every_batch_once_in_order_between_threads():
+    """The hub's thread hands batches over while the SSE response waits and takes them: none
+    is lost or repeated, whatever the interleaving; an idle wait ends empty after its timeout."""
+    from backend.stream_tail import Subscription
+
+    feed = Subscription("k", ZERO_ID)
+    started = time.monotonic()
+    assert feed.next_batch(0.05) is None
+    assert time.monotonic() - started >= 0.04
+
+    def hand_over():
+        for n in range(5000):
+            feed.put([(f"{n}-0", {})])
+            if n % 97 == 0:
+                time.sleep(0.001)  # let the reader catch up and wait again
+        feed.end("done")
+
+    producer = threading.Thread(target=hand_over)
+    producer.start()
+    taken: list[str] = []
+    while True:
+        batch = feed.next_batch(5)
+        assert batch is not None, "a hand-over was missed: the wait timed out"
+        if not batch:
+            break  # the end marker
+        taken += [entry_id for entry_id, _ in batch]
+    producer.join()
+    assert taken == [f"{n}-0" for n in range(5000)]
+    assert feed.pending == 0 and feed.ended == "done"
