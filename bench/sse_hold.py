@@ -99,6 +99,7 @@ class Stream:
         self.ends: list[dict] = []  # data of every message_end
         self.arrivals: list[float] = []  # time.time() at each delta
         self.closed = False
+        self.error: str | None = None  # what stopped the reader, if not the connection's end
 
     def follow(self) -> None:
         """Reads until the connection ends (runs in its own greenlet)."""
@@ -111,6 +112,8 @@ class Stream:
                     self.ends.append(data)
         except (OSError, EOFError):
             pass
+        except Exception as error:  # noqa: BLE001 - reported as the reply's reason, not lost
+            self.error = repr(error)
         self.closed = True
 
     def _chunk(self) -> str:
@@ -236,6 +239,7 @@ def measure(args, groq_url: str, cleanup: contextlib.ExitStack) -> list[tuple[st
             f"replies to {args.active} visitors: complete / tokens lost",
             f"{result['complete']} / {result['lost']}",
         ),
+        ("incomplete replies, by what was wrong", result["reasons"]),
         ("delivery p50 / p99 ms (entry written -> received)", f"{result['p50']:.0f} / {result['p99']:.0f}"),
         (f"longest gap between chunks on any stream, s (heartbeat {args.heartbeat:g} s)", f"{max_gap:.2f}"),
     ]
@@ -261,6 +265,7 @@ def run_replies(api: str, visitors: list[tuple[str, str]], streams: list[Stream]
     while time.monotonic() < deadline and not all(stream.ends for stream in streams):
         gevent.sleep(0.2)
     latencies, complete, received = [], 0, 0
+    reasons: dict[str, int] = {}  # why a reply is counted incomplete: how many
     for stream, run_id in zip(streams, run_ids, strict=True):
         mine = [
             (entry_id, data, at) for (entry_id, data), at in zip(stream.deltas, stream.arrivals, strict=True)
@@ -271,6 +276,19 @@ def run_replies(api: str, visitors: list[tuple[str, str]], streams: list[Stream]
         text = "".join(data["text_chunk"] for _, data, _ in mine)
         ends = [end for end in stream.ends if end["run_id"] == run_id]
         ok = bool(ends) and ends[0]["full_text"] == text and len(mine) == tokens
+        if not ok:
+            reason = (
+                f"reader failed: {stream.error}"
+                if stream.error
+                else "stream closed early"
+                if stream.closed
+                else "no message_end"
+                if not ends
+                else f"{len(mine)} deltas"
+                if len(mine) != tokens
+                else f"full_text differs ({ends[0].get('status')})"
+            )
+            reasons[reason] = reasons.get(reason, 0) + 1
         if not ok and os.environ.get("SSE_HOLD_DEBUG"):
             print(
                 f"run {run_id}: {len(mine)} deltas, {len(ends)} message_end, text matches: "
@@ -282,6 +300,7 @@ def run_replies(api: str, visitors: list[tuple[str, str]], streams: list[Stream]
         complete += ok
     return {
         "complete": complete,
+        "reasons": ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items())) or "none",
         "lost": len(visitors) * tokens - received,
         "p50": pct(latencies, 50) if latencies else float("nan"),
         "p99": pct(latencies, 99) if latencies else float("nan"),
