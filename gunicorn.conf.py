@@ -36,7 +36,10 @@ def post_fork(server, worker):
 
 def post_worker_init(worker):
     # Each request is dispatched in a greenlet of its own, so a held SSE stream's greenlet
-    # stays shallow and small (backend/serving.py).
-    from backend.serving import dispatch_in_own_greenlet
+    # stays shallow and small; held streams end as soon as the worker is told to stop
+    # (backend/serving.py).
+    from backend.serving import dispatch_in_own_greenlet, end_streams_when_stopping
 
-    worker.wsgi = dispatch_in_own_greenlet(worker.wsgi)
+    app = worker.wsgi
+    worker.wsgi = dispatch_in_own_greenlet(app)
+    end_streams_when_stopping(worker, app.extensions["sse_hub"])

@@ -136,12 +136,16 @@ class StreamHub:
         self._news = threading.Event()
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
+        self._closing: str | None = None  # set by end_all: the server is stopping
 
     def subscribe(
         self, key: str, cursor: str, max_pending: int | None = None, on_overflow=None
     ) -> Subscription:
         sub = Subscription(key, cursor, max_pending, on_overflow)
         with self._lock:
+            if self._closing:
+                sub.end(self._closing)  # a stream opened while the server stops ends at once
+                return sub
             self._subs.setdefault(key, set()).add(sub)
             hub_cursor = self._cursors.get(key)
             if hub_cursor is None:
@@ -168,6 +172,17 @@ class StreamHub:
                 if not subs:
                     del self._subs[sub.key]
                     del self._cursors[sub.key]
+
+    def end_all(self, reason: str) -> int:
+        """Ends every feed, and every one opened from now on: the server is stopping. Each
+        SSE response finishes at once (instead of holding the process until it is killed)
+        and its client reconnects, to a process still serving, with Last-Event-ID."""
+        with self._lock:
+            self._closing = reason
+            subs = [sub for watched in self._subs.values() for sub in watched]
+        for sub in subs:
+            sub.end(reason)
+        return len(subs)
 
     def watched_streams(self) -> int:
         with self._lock:

@@ -5,7 +5,7 @@ import gevent
 import gevent.event
 import pytest
 
-from backend.serving import dispatch_in_own_greenlet
+from backend.serving import dispatch_in_own_greenlet, end_streams_when_stopping
 
 
 def test_the_app_runs_in_another_greenlet_and_its_answer_is_the_callers():
@@ -46,3 +46,23 @@ def test_a_caller_killed_while_waiting_kills_the_dispatch():
     caller.kill(block=True, timeout=2)
     gevent.sleep(0.05)
     assert caller.dead and dispatches[0].dead and finished == []
+
+
+def test_a_stopping_worker_has_its_held_streams_ended():
+    class Worker:
+        alive = True
+
+    class Hub:
+        ended: list[str] = []
+
+        def end_all(self, reason):
+            self.ended.append(reason)
+            return 2
+
+    worker, hub = Worker(), Hub()
+    watcher = end_streams_when_stopping(worker, hub, poll_seconds=0.01)
+    gevent.sleep(0.05)
+    assert hub.ended == []  # nothing while the worker serves
+    worker.alive = False  # what gunicorn does on SIGTERM, SIGINT or SIGQUIT
+    watcher.join(timeout=1)
+    assert watcher.dead and hub.ended == ["server_stopping"]

@@ -385,3 +385,18 @@ def test_a_feed_hands_over_every_batch_once_in_order_between_threads():
     producer.join()
     assert taken == [f"{n}-0" for n in range(5000)]
     assert feed.pending == 0 and feed.ended == "done"
+
+
+def test_end_all_ends_every_held_feed_and_every_later_one(hub, writer):
+    """The server is stopping: each held SSE response ends now (its client reconnects
+    elsewhere with Last-Event-ID), and so does one opened afterwards, without a wait."""
+    held = [Consumer(hub, f"t:stop:{n}", ZERO_ID) for n in range(3)]
+    assert hub.watched_streams() == 3
+    assert hub.end_all("server_stopping") == 3
+    for consumer in held:
+        assert list(consumer.gen) == []  # ended, no ping or event after it
+    assert hub.watched_streams() == 0
+    started = time.monotonic()
+    late = Consumer(hub, "t:stop:late", ZERO_ID)
+    assert late.opening == ": connected\n\n" and list(late.gen) == []
+    assert time.monotonic() - started < 1 and hub.watched_streams() == 0
