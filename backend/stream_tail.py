@@ -179,10 +179,14 @@ class StreamHub:
         and its client reconnects, to a process still serving, with Last-Event-ID."""
         with self._lock:
             self._closing = reason
-            subs = [sub for watched in self._subs.values() for sub in watched]
+            subs = self._all_subs()
         for sub in subs:
             sub.end(reason)
         return len(subs)
+
+    def _all_subs(self) -> list[Subscription]:
+        """Every current subscription (call with the lock held)."""
+        return [sub for watched in self._subs.values() for sub in watched]
 
     def watched_streams(self) -> int:
         with self._lock:
@@ -287,7 +291,7 @@ class StreamHub:
         (a restart without persistence), so each client reconnects with Last-Event-ID and
         the stream's start decides again between resuming and `resync`."""
         with self._lock:
-            subs = [sub for watched in self._subs.values() for sub in watched]
+            subs = self._all_subs()
             self._subs.clear()
             self._cursors.clear()
             self._changed.clear()
