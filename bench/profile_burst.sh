@@ -72,6 +72,8 @@ psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d app -c "SELECT pg_stat_statemen
 redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
 PG_MAIN=$(head -1 "$PGDATA_DIR/postmaster.pid")
 python "$ROOT/bench/profile_report.py" --cpu-of-tree "$PG_MAIN" >"$OUT/pg-cpu-before"
+pg_sessions() { psql -At -h 127.0.0.1 -p "$PGPORT" -U postgres -d app -c "SELECT sessions FROM pg_stat_database WHERE datname = 'app'"; }
+pg_sessions >"$OUT/pg-sessions-before"
 
 case $SCENARIO in
   S2L) ARGS="--hold 500 --ramp 2 --tokens 40 --ms 250 --ttft 0 --timeout 150 --max-seconds 240"; REPLIES=500 ;;
@@ -88,6 +90,7 @@ SPY_WORKER=$!
   --redis-port "$REDIS_PORT" --json "$OUT/load.json" $ARGS >"$OUT/load.txt" 2>&1
 kill -INT "$SPY_WEB" "$SPY_WORKER"; wait "$SPY_WEB" "$SPY_WORKER" || true
 python "$ROOT/bench/profile_report.py" --cpu-of-tree "$PG_MAIN" >"$OUT/pg-cpu-after"
+pg_sessions >"$OUT/pg-sessions-after"
 redis-cli -p "$REDIS_PORT" info commandstats >"$OUT/redis-commandstats.txt"
 psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d app -At -F $'\t' -c "
   SELECT calls, round(total_exec_time::numeric, 1), left(regexp_replace(query, '\s+', ' ', 'g'), 110)

@@ -78,6 +78,8 @@ def report(out: Path, replies: int) -> None:
 
     statements = [line.split("\t") for line in (out / "pg-statements.tsv").read_text().splitlines() if line]
     calls = sum(int(s[0]) for s in statements)
+    sessions = int((out / "pg-sessions-after").read_text()) - int((out / "pg-sessions-before").read_text())
+    print(f"\nPostgreSQL sessions opened during the load: {sessions} ({sessions / replies:.2f} per reply)")
     print(f"\nSQL statements: {calls} ({calls / replies:.1f} per reply); the most frequent:")
     print("\n| calls per reply | total ms | statement |\n|---|---|---|")
     for count, ms, query in statements[:14]:
