@@ -236,23 +236,26 @@ def test_a_write_reads_only_the_stream_it_changed(redis_url, writer):
     request_sweep = hub._request_sweep
     hub._request_sweep = lambda: (request_sweep(), subscribed.set())
     keys = [f"t:only:{i}" for i in range(50)]
-    consumers = {key: Consumer(hub, key, ZERO_ID) for key in keys}
-    assert subscribed.wait(10)
-    wait_for(
-        lambda: not hub._sweep and set(keys) <= {key for streams, _ in reads.done for key in streams},
-        what="a first read of every stream",
-    )
-    [entry] = add(writer, keys[7], 1)
-    consumers[keys[7]].until_id(entry)
-    fetched_by = [
-        set(streams)
-        for streams, result in reads.done
-        if any(entry_id == entry for _, entries in result for entry_id, _ in entries)
-    ]
-    assert fetched_by == [{keys[7]}]
-    for consumer in consumers.values():
-        consumer.close()
-    hub.stop()
+    consumers: dict = {}
+    try:
+        consumers.update((key, Consumer(hub, key, ZERO_ID)) for key in keys)
+        assert subscribed.wait(10)
+        wait_for(
+            lambda: not hub._sweep and set(keys) <= {key for streams, _ in reads.done for key in streams},
+            what="a first read of every stream",
+        )
+        [entry] = add(writer, keys[7], 1)
+        consumers[keys[7]].until_id(entry)
+        fetched_by = [
+            set(streams)
+            for streams, result in reads.done
+            if any(entry_id == entry for _, entries in result for entry_id, _ in entries)
+        ]
+        assert fetched_by == [{keys[7]}]
+    finally:
+        for consumer in consumers.values():
+            consumer.close()
+        hub.stop()
 
 
 def test_a_lost_notification_is_caught_by_the_sweep(redis_url, writer):
