@@ -7,6 +7,7 @@ from flask_cors import CORS
 
 from backend.config import Config
 from backend.extensions import ApiWithJsonErrors, RedisClients, celery_init_app, db, jwt, limiter, migrate
+from backend.pool_ping import ping_after_idle
 
 # Each module under backend/api/ exposes `blp`, a flask-smorest Blueprint.
 API_MODULES = (
@@ -45,6 +46,7 @@ def create_app(config: type[Config] | Config = Config) -> Flask:
     db.init_app(app)
     with app.app_context():
         _tune_engine(db.engine)
+        ping_after_idle(db.engine, app.config["DB_PING_AFTER_IDLE_SECONDS"])
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
     jwt.init_app(app)
     clients = RedisClients(app)

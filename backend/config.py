@@ -139,10 +139,12 @@ class Config:
 
     SQLALCHEMY_DATABASE_URI = _database_url()
     SQLALCHEMY_ENGINE_OPTIONS = {
-        "pool_pre_ping": True,
         "pool_size": _int("DB_POOL_SIZE", 10),
         "max_overflow": _int("DB_MAX_OVERFLOW", 20),
     }
+    # A pooled connection back in the pool for longer than this is pinged before use
+    # (backend/pool_ping.py); one handed back more recently is used as it is.
+    DB_PING_AFTER_IDLE_SECONDS = _float("DB_PING_AFTER_IDLE_SECONDS", 1.0)
     REDIS_URL = _env("REDIS_URL", "redis://localhost:6379/0")
     CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL)
     # Short commands, the rate limiter and the SSE hub's look-ups share this pool.

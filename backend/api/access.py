@@ -54,18 +54,23 @@ def me() -> User:
     return current_user
 
 
-def visitor(view):
-    """The visitor token of the conversation named by the route's `conversation_id`."""
+def visitor(view=None, *, lock: bool = False):
+    """The visitor token of the conversation named by the route's `conversation_id`.
+    `@visitor(lock=True)` (a route that writes to the conversation): the row is locked by
+    the statement that checks the token, and the view finds it in `g.conversation`."""
     from backend.services import chat
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        conversation_id: uuid.UUID = kwargs["conversation_id"]
-        token = request.headers.get("X-Visitor-Token") or request.args.get("visitor_token")
-        chat.authorize_visitor(conversation_id, token)
-        return view(*args, **kwargs)
+    def decorator(inner):
+        @functools.wraps(inner)
+        def wrapper(*args, **kwargs):
+            conversation_id: uuid.UUID = kwargs["conversation_id"]
+            token = request.headers.get("X-Visitor-Token") or request.args.get("visitor_token")
+            g.conversation = chat.authorize_visitor(conversation_id, token, lock=lock)
+            return inner(*args, **kwargs)
 
-    return _with_doc(wrapper, view)
+        return _with_doc(wrapper, inner)
+
+    return decorator(view) if view is not None else decorator
 
 
 def ticket_or_bearer(view):

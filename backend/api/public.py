@@ -1,6 +1,6 @@
 """Public chat for anonymous visitors: profile, conversations, messages, runs, event stream."""
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from backend.api.access import visitor
 from backend.api.parsing import Blueprint
@@ -48,7 +48,7 @@ def create_conversation(body):
 
 @blp.route("/conversations/<uuid:conversation_id>/messages", methods=["POST"])
 @limiter.limit(_per_ip_limit)
-@visitor
+@visitor(lock=True)
 @blp.arguments(VisitorMessageCreateSchema)
 @blp.response(201, MessagePostedSchema)
 @blp.alt_response(200, schema=MessagePostedSchema, description="Replay of an idempotent request")
@@ -60,7 +60,7 @@ def post_message(body, conversation_id):
     accepted message (same idempotency key) answers 200 even once the budget is spent."""
     content, key = body["content"], body.get("idempotency_key")
     posted = chat.post_visitor_message(
-        conversation_id, content, key, admit=lambda: spend_message_budget(conversation_id)
+        g.conversation, content, key, admit=lambda: spend_message_budget(conversation_id)
     )
     cursor = chat.cursor_after_post(conversation_id, posted.run)
     result = {"message": posted.message, "run": posted.run, "stream_cursor": cursor}

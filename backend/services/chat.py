@@ -87,13 +87,17 @@ def start_conversation(handle: str, visitor_name: str | None) -> tuple[Conversat
         visitor_token_hash=_token_hash(token),
     )
     db.session.add(conversation)
-    db.session.commit()
+    commit_keeping_state()  # the answer names its id and created_at: no read-back
     return conversation, token
 
 
-def authorize_visitor(conversation_id: uuid.UUID, token: str | None) -> Conversation:
-    """The conversation, if it exists (404) and the token is its visitor token (401)."""
-    conversation = db.session.get(Conversation, conversation_id)
+def authorize_visitor(conversation_id: uuid.UUID, token: str | None, lock: bool = False) -> Conversation:
+    """The conversation, if it exists (404) and the token is its visitor token (401).
+    With `lock`, the row is read FOR UPDATE (messages.lock_conversation): a caller that
+    writes to the conversation checks the token and takes the lock in one statement."""
+    conversation = (
+        lock_conversation(conversation_id) if lock else db.session.get(Conversation, conversation_id)
+    )
     if conversation is None:
         raise not_found("Conversation")
     expected = conversation.visitor_token_hash
@@ -127,15 +131,19 @@ def _replay(conversation_id, idempotency_key: str, content: str) -> PostedMessag
 
 
 def post_visitor_message(
-    conversation_id, content: str, idempotency_key: str | None, admit: Callable[[], None] = lambda: None
+    conversation: Conversation,
+    content: str,
+    idempotency_key: str | None,
+    admit: Callable[[], None] = lambda: None,
 ) -> PostedMessage:
     """Saves a visitor message and its queued run (no run while the conversation is
-    paused: a person answers); the same idempotency key replays them.
+    paused: a person answers); the same idempotency key replays them. `conversation` is
+    locked by the caller (`authorize_visitor(..., lock=True)`), until this commits.
 
     `admit` runs only for a message that is not a replay, right before it is saved (the
     caller's rate limit): whatever it raises leaves nothing written."""
     content = content.strip()
-    conversation = lock_conversation(conversation_id)
+    conversation_id = conversation.id
     if idempotency_key:
         replay = _replay(conversation_id, idempotency_key, content)
         if replay is not None:

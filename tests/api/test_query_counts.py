@@ -7,6 +7,7 @@ from sqlalchemy import event
 
 from backend.extensions import db, redis_client
 from backend.services import search_counts
+from tests.api.visitors import post_message, start_conversation
 from tests.factories import (
     auth_headers,
     make_connector,
@@ -85,3 +86,19 @@ def test_statement_count_is_constant_in_page_size(client, seed):
 def forget_kept_counts() -> None:
     for key in redis_client().scan_iter(f"{search_counts.KEY_PREFIX}*"):
         redis_client().delete(key)
+
+
+def test_a_visitor_post_reads_its_conversation_once_under_the_lock(client):
+    """The token check is the row lock (`@visitor(lock=True)`), and a new conversation is
+    answered from the row just written, without reading it back."""
+    handle = make_workspace().handle
+    db.session.remove()
+    with count_statements() as statements:
+        conversation_id, token = start_conversation(client, handle)
+    assert not [s for s in statements if s.lstrip().startswith("SELECT") and "FROM conversations" in s]
+    db.session.remove()
+    with count_statements() as statements:
+        response = post_message(client, conversation_id, token, idempotency_key="k-1")
+    assert response.status_code == 201, response.get_data(as_text=True)
+    reads = [s for s in statements if "FROM conversations" in s and s.lstrip().startswith("SELECT")]
+    assert len(reads) == 1 and "FOR UPDATE" in reads[0], reads
