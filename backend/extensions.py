@@ -112,6 +112,11 @@ class QuickReconnectConsumer(Consumer):
         return super().ensure_connected(conn)
 
 
+def _broker_transport(url: str) -> str | None:
+    """backend/broker.py's Redis transport for a plain `redis://` broker; else the URL's own."""
+    return "backend.broker:Transport" if url.startswith("redis://") else None
+
+
 def celery_init_app(app: Flask) -> Celery:
     """Celery the way Flask documents it: every task runs inside an app context."""
 
@@ -124,6 +129,7 @@ def celery_init_app(app: Flask) -> Celery:
     queue = app.config["AGENT_QUEUE"]
     celery.conf.update(
         broker_url=app.config["CELERY_BROKER_URL"],
+        broker_transport=_broker_transport(app.config["CELERY_BROKER_URL"]),
         broker_pool_limit=app.config["CELERY_BROKER_POOL_LIMIT"],
         task_ignore_result=True,
         task_acks_late=True,
