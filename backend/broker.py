@@ -6,7 +6,8 @@ client copies its table of reply callbacks when made, about 0.25 ms of CPU, and 
 go through the channel's connection pool either way. Here a channel makes that client
 once per pool and hands it to every caller; what is sent, and when, is unchanged.
 
-Used for `redis://` and `rediss://` brokers (`broker_transport` in backend/extensions.py).
+Used for a plain `redis://` broker (`broker_transport` in backend/extensions.py); any other
+broker URL keeps kombu's own transport.
 """
 
 from contextlib import contextmanager
