@@ -23,6 +23,7 @@ from backend.models.types import utcnow
 from backend.rules.handoff import clean_reason
 from backend.services import dispatch, runs
 from backend.services.messages import lock_conversation
+from backend.services.rows import commit_keeping_state
 from backend.streams import RunPublisher, agent_mode_event, cancel_key, publish_event
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def take_over(conversation_id: uuid.UUID) -> Conversation:
     changed = conversation.agent_mode != "paused"
     conversation.agent_mode = "paused"
     stopped = _stop_runs(conversation.id)
-    db.session.commit()
+    commit_keeping_state()  # the answer is the state written here, not a later writer's
     _after_stop(conversation.id, stopped)
     if changed:
         _announce_mode(conversation.id, "paused", BY_OWNER)
@@ -105,7 +106,7 @@ def release(conversation_id: uuid.UUID) -> Conversation:
     conversation.agent_mode = "auto"
     conversation.handoff_requested_at = None
     conversation.handoff_reason = None
-    db.session.commit()
+    commit_keeping_state()  # the answer is the state written here, not a later writer's
     if changed:
         _announce_mode(conversation.id, "auto", BY_OWNER)
     return conversation

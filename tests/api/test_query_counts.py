@@ -102,3 +102,19 @@ def test_a_visitor_post_reads_its_conversation_once_under_the_lock(client):
     assert response.status_code == 201, response.get_data(as_text=True)
     reads = [s for s in statements if "FROM conversations" in s and s.lstrip().startswith("SELECT")]
     assert len(reads) == 1 and "FOR UPDATE" in reads[0], reads
+
+
+def test_takeover_and_release_answer_with_the_state_they_wrote(client):
+    """Each reads the conversation for the owner's access check and under its lock, then
+    answers from what it wrote: a read-back after the commit could show a visitor post
+    that committed in between (its `updated_at`, not the release's)."""
+    workspace = make_workspace()
+    headers = auth_headers(workspace.owner)
+    conversation_id, _token = start_conversation(client, workspace.handle)
+    for action, mode in (("takeover", "paused"), ("release", "auto")):
+        db.session.remove()
+        with count_statements() as statements:
+            response = client.post(f"/api/v1/conversations/{conversation_id}/{action}", headers=headers)
+        assert response.status_code == 200 and response.json["agent_mode"] == mode
+        reads = [s for s in statements if s.lstrip().startswith("SELECT") and "FROM conversations" in s]
+        assert len(reads) == 2 and "FOR UPDATE" in reads[-1], (action, reads)
