@@ -1,7 +1,7 @@
 """Tailing conversation streams for Server-Sent Events: many visitors, few connections.
 
-Each process has one StreamHub. Every writer of a conversation stream also PUBLISHes the
-stream's key on one channel (backend.streams.NOTIFY_CHANNEL) in the same round trip, so
+Each process has one StreamHub. Every writer of conversation streams also PUBLISHes the
+keys it wrote on one channel (backend.streams.NOTIFY_CHANNEL) in the same round trip, so
 the hub needs no blocking read over every watched stream: a listener thread (a greenlet
 under gunicorn's gevent worker) collects the keys that changed, and a reader thread
 XREADs just those keys, from the cursors it keeps, and hands the entries to the
@@ -27,7 +27,7 @@ from redis.retry import Retry
 
 from backend import metrics
 from backend.extensions import blocking_redis
-from backend.streams import NOTIFY_CHANNEL, StreamEntry, parse_id
+from backend.streams import NOTIFY_CHANNEL, StreamEntry, announced_keys, parse_id
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class StreamHub:
                 while not self._stopped.is_set():
                     message = pubsub.get_message(timeout=self.LISTEN_POLL_SECONDS)
                     if message is not None:
-                        self._note_change(message["data"])
+                        self._note_changes(announced_keys(message["data"]))
             except redis.RedisError:
                 log.warning("stream hub lost its notifications; ending its feeds", exc_info=True)
                 self._lost_redis()
@@ -233,11 +233,12 @@ class StreamHub:
             finally:
                 pubsub.close()
 
-    def _note_change(self, key: str) -> None:
+    def _note_changes(self, keys: list[str]) -> None:
         with self._lock:
-            if key not in self._cursors:
+            watched = [key for key in keys if key in self._cursors]
+            if not watched:
                 return
-            self._changed.add(key)
+            self._changed.update(watched)
         self._news.set()
 
     def _request_sweep(self) -> None:

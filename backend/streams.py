@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 ZERO_ID = "0-0"
 _ID_RE = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
 MAX_ID_PART = 2**64 - 1  # both halves of a stream id are unsigned 64-bit
-# Every write to a conversation stream also publishes the stream's key here, so the SSE
-# hubs (backend.stream_tail) read only the streams that changed.
+# Every round trip that writes conversation streams also publishes their keys here (one
+# message, `announcement`), so the SSE hubs (backend.stream_tail) read only the streams that changed.
 NOTIFY_CHANNEL = "streams:changed"
 
 
@@ -115,23 +115,47 @@ def cursor_lost_in(key: str, cursor: str) -> bool:
     return parse_id(cursor) < parse_id(first[0])
 
 
-def _queue_writes(
-    pipe, key: str, entries: list[dict], maxlen: int, ttl: int | None, flag_key: str | None
-) -> int:
-    """Adds to `pipe` the XADDs of `entries`, the announcement to the SSE hubs, the TTL
-    refresh when `ttl` is given and the read of `flag_key`; returns the number of replies."""
-    for fields in entries:
-        pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
-    pipe.publish(NOTIFY_CHANNEL, key)
-    if ttl is not None:
-        pipe.expire(key, ttl)
-    if flag_key:
-        pipe.exists(flag_key)
-    return len(entries) + 1 + (ttl is not None) + bool(flag_key)
+# A run's stream write: (stream key, entries, cap, ttl to refresh or None, cancel flag key or None).
+StreamWrite = tuple[str, list[dict], int, int | None, str | None]
 
 
-def _read_writes(replies: list, entries: list[dict], flag_key: str | None) -> tuple[list[str], bool]:
-    return replies[: len(entries)], bool(flag_key and replies[-1])
+def announcement(keys) -> str:
+    """The NOTIFY_CHANNEL message naming the streams one round trip wrote (keys hold no spaces)."""
+    return " ".join(dict.fromkeys(keys))
+
+
+def announced_keys(message: str) -> list[str]:
+    return message.split(" ")
+
+
+def _queue_writes(pipe, writes: list[StreamWrite]) -> int:
+    """Adds to `pipe` the XADDs of every write, ONE announcement to the SSE hubs naming all
+    their streams, the TTL refreshes asked for and ONE read of the cancel flags given;
+    returns the number of replies."""
+    size = 0
+    for key, entries, maxlen, ttl, _flag_key in writes:
+        for fields in entries:
+            pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
+        if ttl is not None:
+            pipe.expire(key, ttl)
+        size += len(entries) + (ttl is not None)
+    pipe.publish(NOTIFY_CHANNEL, announcement(write[0] for write in writes))
+    flag_keys = [write[4] for write in writes if write[4]]
+    if flag_keys:
+        pipe.mget(flag_keys)
+    return size + 1 + bool(flag_keys)
+
+
+def _read_writes(replies: list, writes: list[StreamWrite]) -> list[tuple[list[str], bool]]:
+    """Each write's entry ids and whether its cancel flag is set, from `_queue_writes`' replies."""
+    flag_keys = [write[4] for write in writes if write[4]]
+    values = replies[-1] if flag_keys else []
+    flags_set = {key for key, value in zip(flag_keys, values, strict=True) if value is not None}
+    results, start = [], 0
+    for _key, entries, _maxlen, ttl, flag_key in writes:
+        results.append((replies[start : start + len(entries)], bool(flag_key) and flag_key in flags_set))
+        start += len(entries) + (ttl is not None)
+    return results
 
 
 def append_entries(
@@ -146,13 +170,14 @@ def append_entries(
     """XADDs `entries` and announces them to the SSE hubs in one round trip, refreshing the
     key's TTL when `ttl` is given and reading `flag_key` (a run's cancel flag) in the same
     trip, with `inbox` events riding along. Returns (ids, flag is set)."""
+    writes: list[StreamWrite] = [(key, entries, maxlen, ttl, flag_key)]
     pipe = client.pipeline(transaction=False)
-    size = _queue_writes(pipe, key, entries, maxlen, ttl, flag_key)
+    size = _queue_writes(pipe, writes)
     if not inbox:
-        return _read_writes(pipe.execute(), entries, flag_key)
+        return _read_writes(pipe.execute(), writes)[0]
     queue_inbox_writes(pipe, inbox)
     replies = _checked(pipe.execute(raise_on_error=False), size)
-    return _read_writes(replies[:size], entries, flag_key)
+    return _read_writes(replies[:size], writes)[0]
 
 
 def _checked(replies: list, size: int) -> list:
@@ -205,6 +230,9 @@ class StreamWriter:
     publishers, which wait on it for their queue to drain."""
 
     INBOX_MAX_WAIT = 0.2  # seconds inbox events wait for a round trip to ride along with
+    # Under load, round trips start at least this far apart (seconds), and whatever is queued
+    # meanwhile rides along: a writer that has been idle sends at once.
+    MIN_INTERVAL = 0.005
 
     def __init__(self, client):
         self._client = client
@@ -212,6 +240,7 @@ class StreamWriter:
         self._waiting: dict[RunPublisher, None] = {}  # publishers with queued entries, in order
         self._inbox: list[InboxWrite] = []  # owners' inbox events, sent along with the next batch
         self._inbox_due = 0.0
+        self._next_send_at = 0.0
         self._thread: threading.Thread | None = None
 
     def wake(self, publisher: "RunPublisher") -> None:
@@ -245,6 +274,9 @@ class StreamWriter:
 
     def _write_loop(self) -> None:
         while True:
+            # (a sleep, not a wait on `cond`: the deltas queued meanwhile do not wake the writer)
+            if (delay := self._next_send_at - time.monotonic()) > 0:
+                time.sleep(delay)
             with self.cond:
                 while not self._waiting:
                     if not self._inbox:
@@ -257,6 +289,7 @@ class StreamWriter:
                 self._waiting.clear()
                 batches = [publisher.take_batch() for publisher in publishers]
                 inbox, self._inbox = self._inbox, []
+            self._next_send_at = time.monotonic() + self.MIN_INTERVAL
             try:
                 # (a batch without inbox events is sent exactly as before they existed)
                 sent = self._send(publishers, batches, inbox) if inbox else self._send(publishers, batches)
@@ -276,18 +309,16 @@ class StreamWriter:
         batches: list[list[dict]],
         inbox: list["InboxWrite"] | None = None,
     ) -> list[bool]:
-        pipe = self._client.pipeline(transaction=False)
-        sizes = [
-            _queue_writes(pipe, p.key, batch, p.maxlen, None, p.cancel_flag_key)
+        writes: list[StreamWrite] = [
+            (p.key, batch, p.maxlen, None, p.cancel_flag_key)
             for p, batch in zip(publishers, batches, strict=True)
         ]
+        pipe = self._client.pipeline(transaction=False)
+        size = _queue_writes(pipe, writes)
         queue_inbox_writes(pipe, inbox or [])
         # A run's write failing fails every run of the batch, as before.
-        replies, flags, start = _checked(pipe.execute(raise_on_error=False), sum(sizes)), [], 0
-        for p, batch, size in zip(publishers, batches, sizes, strict=True):
-            flags.append(_read_writes(replies[start : start + size], batch, p.cancel_flag_key)[1])
-            start += size
-        return flags
+        replies = _checked(pipe.execute(raise_on_error=False), size)
+        return [flag_set for _ids, flag_set in _read_writes(replies[:size], writes)]
 
 
 def stream_writer() -> StreamWriter:

@@ -2,14 +2,18 @@
 writes, trimming and expiry, and the cursor helpers."""
 
 import json
+import time
 import uuid
 
 import pytest
 
 from backend.extensions import redis_client
 from backend.streams import (
+    NOTIFY_CHANNEL,
     ZERO_ID,
     RunPublisher,
+    StreamWriter,
+    announced_keys,
     cancel_key,
     cursor_is_lost,
     id_before,
@@ -18,6 +22,7 @@ from backend.streams import (
     parse_id,
     run_text_so_far,
     stream_key,
+    stream_writer,
 )
 
 
@@ -127,6 +132,59 @@ def test_writes_report_the_cancel_flag(ids, batched):
         "a",
         "b",
     ]
+
+
+def test_one_round_trip_announces_every_stream_it_wrote_at_once_and_reads_each_runs_flag():
+    """Runs batched into one round trip cost one PUBLISH naming all their streams (the hubs
+    read just those), not one per run; each run learns its own cancel flag."""
+    client = redis_client()
+    runs = [(uuid.uuid4(), uuid.uuid4()) for _ in range(3)]
+    keys = [stream_key(conversation_id) for conversation_id, _ in runs]
+    client.set(cancel_key(runs[1][1]), "1")
+    publishers = [
+        RunPublisher(conversation_id, run_id, uuid.uuid4(), cancel_flag_key=cancel_key(run_id), batched=True)
+        for conversation_id, run_id in runs
+    ]
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(NOTIFY_CHANNEL)
+    pubsub.get_message(timeout=1.0)  # the subscription's confirmation
+    writer = stream_writer()
+    with writer.cond:  # the writer takes the three runs' deltas in one batch
+        for index, publisher in enumerate(publishers):
+            publisher.delta(f"d{index}")
+    for publisher in publishers:
+        publisher.close()
+    announced = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not announced:
+        message = pubsub.get_message(timeout=0.5)
+        if message is not None and set(announced_keys(message["data"])) & set(keys):
+            announced.append(announced_keys(message["data"]))  # (other tests' writes share the channel)
+    pubsub.close()
+    assert announced == [keys]
+    assert [p.cancel_requested for p in publishers] == [False, True, False]
+    for conversation_id, _ in runs:
+        assert [event for _, event, _ in entries(conversation_id)] == ["delta"]
+
+
+def test_a_busy_writer_spaces_its_round_trips_and_an_idle_one_sends_at_once(ids, monkeypatch):
+    """After a round trip the writer waits StreamWriter.MIN_INTERVAL before the next, and what
+    is queued meanwhile rides along; after a quiet spell it sends the first write at once."""
+    monkeypatch.setattr(StreamWriter, "MIN_INTERVAL", 4.0)
+    conversation_id, run_id, message_id = ids
+    publisher = RunPublisher(conversation_id, run_id, message_id, batched=True)
+    sent_at = time.monotonic()
+    publisher.delta("first")
+    while not entries(conversation_id):
+        assert time.monotonic() - sent_at < 2.5, "an idle writer held the first write back"
+        time.sleep(0.01)
+    publisher.delta("second")
+    publisher.delta("third")
+    time.sleep(0.5)  # (at most 3 s after the first round trip began: the next is due at 4 s)
+    assert len(entries(conversation_id)) == 1
+    publisher.close()  # waits for it
+    assert time.monotonic() - sent_at >= 3.9
+    assert [data["text_chunk"] for _, _, data in entries(conversation_id)] == ["first", "second", "third"]
 
 
 def test_batched_deltas_arrive_in_order_before_message_end(ids):
