@@ -349,6 +349,7 @@ class RunPublisher:
         self.message_id = str(message_id)
         self.count = 0
         self.cancel_requested = False
+        self.first_event_id: str | None = None  # message_start's, once written
         self.cancel_flag_key = cancel_flag_key
         config = current_app.config
         self.maxlen = config["STREAM_MAXLEN"]
@@ -453,7 +454,9 @@ class RunPublisher:
 
     # -- the events of API.md -----------------------------------------------------------
     def message_start(self) -> str:
-        return self._write_now("message_start", {"run_id": self.run_id, "message_id": self.message_id})
+        data = {"run_id": self.run_id, "message_id": self.message_id}
+        self.first_event_id = self._write_now("message_start", data)
+        return self.first_event_id
 
     def delta(self, text_chunk: str) -> str | None:
         return self._enqueue(
@@ -526,6 +529,27 @@ def agent_mode_event(mode: str, by: str) -> dict:
     """The data of event `agent_mode`: the owner took over or handed back (by "owner"), or
     the agent paused the conversation when it asked for a person (by "agent")."""
     return {"mode": mode, "by": by}
+
+
+def run_start_cursor(conversation_id, run_id, page: int = 500) -> str:
+    """A cursor from which a stream shows a running run from its `message_start`, found by
+    reading the stream newest first. Runs of a conversation stream one at a time, so an
+    earlier run's entry, met first, means the run has written nothing yet: the newest entry
+    is the cursor. Its `message_start` trimmed away: the oldest entry kept."""
+    client, key, run = redis_client(), stream_key(conversation_id), str(run_id)
+    newest: str | None = None
+    before, seen_run = "+", False
+    while entries := stream_entries(client.xrevrange(key, max=before, count=page)):
+        newest = newest or entries[0][0]
+        for entry_id, fields in entries:
+            writer = json.loads(fields.get("d") or "{}").get("run_id")
+            if writer == run and fields.get("e") == "message_start":
+                return id_before(entry_id)
+            if writer is not None and writer != run:
+                return newest
+            seen_run = seen_run or writer == run
+        before = "(" + entries[-1][0]
+    return ZERO_ID if seen_run or newest is None else newest
 
 
 def run_text_so_far(conversation_id, run_id, first_event_id: str | None) -> str:

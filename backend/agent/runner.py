@@ -261,7 +261,7 @@ class Generation:
             "tool_calls": list(self.tool_calls),
             "degraded": degraded,
         }
-        return runs.Outcome(status, "".join(self.text), meta, error, degraded)
+        return runs.Outcome(status, "".join(self.text), meta, error, degraded, self.publisher.first_event_id)
 
 
 def execute_run(run_id: uuid.UUID) -> None:
@@ -279,7 +279,7 @@ def execute_run(run_id: uuid.UUID) -> None:
         cancel_flag_key=cancel_key(claim.run_id),
         batched=True,
     )
-    runs.record_first_event(claim.run_id, publisher.message_start())
+    publisher.message_start()  # its id is saved with the outcome (chat.cursor_for_run)
     generation = Generation(
         ctx, messages, publisher, lambda reason: _record_handoff(claim, publisher, reason)
     )

@@ -8,7 +8,6 @@ once it has the visitor's stream cursor.
 
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 import uuid
@@ -21,21 +20,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from backend.errors import AppError, Conflict, Unauthorized, not_found
-from backend.extensions import db, redis_client
+from backend.extensions import db
 from backend.models import AgentRun, Conversation, ConversationMessage, Workspace, WorkspaceService
 from backend.rules.handles import handle_problem
 from backend.services import dispatch, runs
 from backend.services.messages import append_message, lock_conversation
 from backend.services.rows import commit_keeping_state
 from backend.streams import (
-    ZERO_ID,
     RunPublisher,
     cursor_is_lost,
     id_before,
     is_valid_id,
     last_entry_id,
-    stream_entries,
-    stream_key,
+    run_start_cursor,
 )
 
 log = logging.getLogger(__name__)
@@ -187,16 +184,7 @@ def cursor_for_run(run: AgentRun) -> str:
         return id_before(run.first_event_id)
     if run.status != "running":  # a queued run has published nothing yet
         return last_entry_id(run.conversation_id)
-    # The worker publishes message_start, then records its id: in between, the stream
-    # already holds it, and "from the newest entry" would skip it.
-    entries = stream_entries(redis_client().xrevrange(stream_key(run.conversation_id), count=20))
-    for entry_id, fields in entries:
-        if fields.get("e") == "message_start" and json.loads(fields["d"]).get("run_id") == str(run.id):
-            return id_before(entry_id)
-    db.session.refresh(run)  # recorded meanwhile, and already followed by many deltas
-    if run.first_event_id:
-        return id_before(run.first_event_id)
-    return entries[0][0] if entries else ZERO_ID
+    return run_start_cursor(run.conversation_id, run.id)  # its first event id is saved at its end
 
 
 def cursor_after_post(conversation_id: uuid.UUID, run: AgentRun | None) -> str | None:

@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import select, text, update
+from sqlalchemy import Exists, exists, select, text, update
+from sqlalchemy.orm import aliased
 
 from backend.errors import Conflict, not_found
 from backend.extensions import db, redis_client
@@ -44,18 +45,13 @@ class ClaimedRun:
     attempt: int
 
 
-def _earlier_unfinished_exists(run: AgentRun) -> bool:
-    return (
-        db.session.execute(
-            select(AgentRun.id)
-            .where(
-                AgentRun.conversation_id == run.conversation_id,
-                AgentRun.status.in_(UNFINISHED_STATUSES),
-                AgentRun.created_at < run.created_at,
-            )
-            .limit(1)
-        ).first()
-        is not None
+def _earlier_run_unfinished() -> Exists:
+    """In a query of AgentRun: whether an earlier run of the same conversation is unfinished."""
+    earlier = aliased(AgentRun)
+    return exists().where(
+        earlier.conversation_id == AgentRun.conversation_id,
+        earlier.status.in_(UNFINISHED_STATUSES),
+        earlier.created_at < AgentRun.created_at,
     )
 
 
@@ -89,11 +85,24 @@ def create_run(conversation: Conversation, user_message: ConversationMessage) ->
     return run
 
 
+def _runnable(run_id: uuid.UUID) -> AgentRun | None:
+    """The run, read afresh in one statement, if it is queued and no earlier run of its
+    conversation is unfinished (the caller holds the conversation's lock)."""
+    found = db.session.execute(
+        select(AgentRun, _earlier_run_unfinished())
+        .where(AgentRun.id == run_id)
+        .execution_options(populate_existing=True)
+    ).first()
+    if found is None or found[0].status != "queued" or found[1]:
+        return None
+    return found[0]
+
+
 def claim_run(run_id: uuid.UUID) -> ClaimedRun | None:
     """Marks a queued run running, unless it already ran or an earlier run is unfinished."""
     conversation = lock_run_conversation(run_id)
-    run = db.session.get(AgentRun, run_id, populate_existing=True) if conversation else None
-    if conversation is None or run is None or run.status != "queued" or _earlier_unfinished_exists(run):
+    run = _runnable(run_id) if conversation else None
+    if conversation is None or run is None:
         db.session.rollback()
         return None
     now = utcnow()
@@ -114,16 +123,9 @@ def claim_run(run_id: uuid.UUID) -> ClaimedRun | None:
 def _without_waiting_for_disk(executor, dialect_name: str) -> None:
     """Commit this transaction without waiting for the WAL flush (PostgreSQL only).
 
-    For bookkeeping that is cheap to lose in a database crash (a heartbeat, the id of
-    a run's first event) but sits on the path to the visitor's first token."""
+    For bookkeeping that is cheap to lose in a database crash (a heartbeat) and frequent."""
     if dialect_name == "postgresql":
         executor.execute(text("SET LOCAL synchronous_commit = off"))
-
-
-def record_first_event(run_id: uuid.UUID, entry_id: str) -> None:
-    _without_waiting_for_disk(db.session, db.session.get_bind().dialect.name)
-    db.session.execute(update(AgentRun).where(AgentRun.id == run_id).values(first_event_id=entry_id))
-    db.session.commit()
 
 
 def touch_heartbeats(engine, run_ids: list[uuid.UUID]) -> None:
@@ -145,6 +147,7 @@ class Outcome:
     meta: dict
     error: dict | None = None
     degraded: bool = False
+    first_event_id: str | None = None  # the run's message_start, recorded with the outcome
 
 
 def finish_run(run_id: uuid.UUID, outcome: Outcome) -> tuple[bool, uuid.UUID | None]:
@@ -168,6 +171,7 @@ def finish_run(run_id: uuid.UUID, outcome: Outcome) -> tuple[bool, uuid.UUID | N
         conversation.human_time_saved_minutes += current_app.config["TIME_SAVED_PER_REPLY_MINUTES"]
     run.status, run.finished_at = outcome.status, utcnow()
     run.error, run.degraded = outcome.error, outcome.degraded
+    run.first_event_id = run.first_event_id or outcome.first_event_id
     db.session.flush()
     next_run = _next_queued_run(conversation.id)
     db.session.commit()
@@ -221,10 +225,13 @@ def stranded_queued_runs() -> list[uuid.UUID]:
     """Queued runs that nothing is about to run: their task was lost (e.g. the broker was
     down when they were enqueued) and no earlier run of theirs is unfinished."""
     cutoff = utcnow() - timedelta(seconds=current_app.config["RUN_STALE_SECONDS"])
-    candidates = db.session.execute(
-        select(AgentRun).where(AgentRun.status == "queued", AgentRun.heartbeat_at < cutoff)
-    ).scalars()
-    stranded = [run.id for run in candidates if not _earlier_unfinished_exists(run)]
+    stranded = list(
+        db.session.execute(
+            select(AgentRun.id).where(
+                AgentRun.status == "queued", AgentRun.heartbeat_at < cutoff, ~_earlier_run_unfinished()
+            )
+        ).scalars()
+    )
     if stranded:
         db.session.execute(update(AgentRun).where(AgentRun.id.in_(stranded)).values(heartbeat_at=utcnow()))
     db.session.commit()

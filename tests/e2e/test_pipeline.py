@@ -151,8 +151,8 @@ def test_join_mid_run_without_a_cursor_starts_at_the_runs_first_event(stack, gro
 
 
 def test_join_between_message_start_and_its_recording_still_gets_message_start(stack, groq):
-    """The worker publishes message_start, then records its id on the run: a visitor
-    joining in between must not start after it. The instant is made by hand here."""
+    """The worker publishes message_start and records its id on the run only when the run
+    ends: a visitor joining in between must not start after it. Made by hand here."""
     workspace = make_workspace()
     visitor = Visitor(stack, workspace.handle)
     conversation = db.session.get(Conversation, uuid.UUID(visitor.conversation_id))

@@ -14,6 +14,7 @@ from backend.models import AgentRun, Conversation, ConversationMessage, Workspac
 from backend.models.types import utcnow
 from backend.services import runs
 from backend.streams import cancel_key
+from tests.api.test_query_counts import count_statements
 from tests.factories import assistant_replies, make_conversation, make_message, make_workspace, reload_run
 
 
@@ -289,9 +290,21 @@ def test_oldest_unfinished_run():
     assert runs.oldest_unfinished_run(conversation.id) is None
 
 
-def test_record_first_event():
+def test_a_claim_locks_then_reads_the_run_with_its_earlier_runs_check_then_writes():
+    run_id = queue_run(new_conversation()).id
+    with count_statements() as statements:
+        assert runs.claim_run(run_id) is not None
+    assert [statement.split()[0] for statement in statements] == ["SELECT", "SELECT", "UPDATE"], statements
+    assert "FOR UPDATE" in statements[0] and "EXISTS" in statements[1]
+
+
+def test_the_first_event_id_is_saved_with_the_outcome():
+    """The run's message_start id is recorded in the finishing transaction, not in one of its own."""
     run = queue_run(new_conversation())
-    runs.record_first_event(run.id, "1700000000000-3")
+    runs.claim_run(run.id)
+    assert reload(run.id).first_event_id is None
+    outcome = runs.Outcome("completed", "Sure!", {"model": "m"}, first_event_id="1700000000000-3")
+    assert runs.finish_run(run.id, outcome)[0] is True
     assert reload(run.id).first_event_id == "1700000000000-3"
 
 

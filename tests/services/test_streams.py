@@ -20,6 +20,8 @@ from backend.streams import (
     is_valid_id,
     last_entry_id,
     parse_id,
+    publish_event,
+    run_start_cursor,
     run_text_so_far,
     stream_key,
     stream_writer,
@@ -341,6 +343,37 @@ def test_cursor_is_lost(app, monkeypatch, ids):
 
     redis_client().delete(stream_key(conversation_id))  # expired
     assert cursor_is_lost(conversation_id, written[-1]) is True
+
+
+def _run_events(conversation_id, run_id, deltas: int, start: bool = True) -> str | None:
+    publisher = RunPublisher(conversation_id, run_id, uuid.uuid4())
+    start_id = publisher.message_start() if start else None
+    for index in range(deltas):
+        publisher.delta(f"t{index} ")
+    return start_id
+
+
+def test_run_start_cursor_finds_the_runs_message_start_pages_back(ids):
+    conversation_id, run_id, _ = ids
+    earlier = uuid.uuid4()
+    _run_events(conversation_id, earlier, 3)
+    start_id = _run_events(conversation_id, run_id, 1200)  # more than two pages of 500
+    publish_event(conversation_id, "agent_mode", {"mode": "paused", "by": "agent"})  # no run_id
+    assert run_start_cursor(conversation_id, run_id) == id_before(start_id)
+
+
+def test_run_start_cursor_of_a_run_that_has_written_nothing_is_the_newest_entry(ids):
+    conversation_id, run_id, _ = ids
+    assert run_start_cursor(conversation_id, run_id) == ZERO_ID  # an empty stream
+    _run_events(conversation_id, uuid.uuid4(), 3)  # an earlier run's
+    newest = publish_event(conversation_id, "agent_mode", {"mode": "auto", "by": "owner"})
+    assert run_start_cursor(conversation_id, run_id) == newest
+
+
+def test_run_start_cursor_with_the_message_start_trimmed_away_reads_all_that_is_kept(ids):
+    conversation_id, run_id, _ = ids
+    _run_events(conversation_id, run_id, 5, start=False)
+    assert run_start_cursor(conversation_id, run_id) == ZERO_ID
 
 
 def test_run_text_so_far(ids):
