@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from typing import cast
+from typing import NamedTuple, cast
 
 import redis
 from flask import current_app
@@ -115,8 +115,14 @@ def cursor_lost_in(key: str, cursor: str) -> bool:
     return parse_id(cursor) < parse_id(first[0])
 
 
-# A run's stream write: (stream key, entries, cap, ttl to refresh or None, cancel flag key or None).
-StreamWrite = tuple[str, list[dict], int, int | None, str | None]
+class StreamWrite(NamedTuple):
+    """Entries for one stream in a round trip."""
+
+    key: str
+    entries: list[dict]
+    maxlen: int
+    ttl: int | None  # refreshed when given
+    flag_key: str | None  # a run's cancel flag, read in the same round trip
 
 
 def announcement(keys) -> str:
@@ -133,14 +139,14 @@ def _queue_writes(pipe, writes: list[StreamWrite]) -> int:
     their streams, the TTL refreshes asked for and ONE read of the cancel flags given;
     returns the number of replies."""
     size = 0
-    for key, entries, maxlen, ttl, _flag_key in writes:
-        for fields in entries:
-            pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
-        if ttl is not None:
-            pipe.expire(key, ttl)
-        size += len(entries) + (ttl is not None)
-    pipe.publish(NOTIFY_CHANNEL, announcement(write[0] for write in writes))
-    flag_keys = [write[4] for write in writes if write[4]]
+    for write in writes:
+        for fields in write.entries:
+            pipe.xadd(write.key, fields, maxlen=write.maxlen, approximate=True)
+        if write.ttl is not None:
+            pipe.expire(write.key, write.ttl)
+        size += len(write.entries) + (write.ttl is not None)
+    pipe.publish(NOTIFY_CHANNEL, announcement(write.key for write in writes))
+    flag_keys = _flag_keys(writes)
     if flag_keys:
         pipe.mget(flag_keys)
     return size + 1 + bool(flag_keys)
@@ -148,14 +154,19 @@ def _queue_writes(pipe, writes: list[StreamWrite]) -> int:
 
 def _read_writes(replies: list, writes: list[StreamWrite]) -> list[tuple[list[str], bool]]:
     """Each write's entry ids and whether its cancel flag is set, from `_queue_writes`' replies."""
-    flag_keys = [write[4] for write in writes if write[4]]
+    flag_keys = _flag_keys(writes)
     values = replies[-1] if flag_keys else []
     flags_set = {key for key, value in zip(flag_keys, values, strict=True) if value is not None}
     results, start = [], 0
-    for _key, entries, _maxlen, ttl, flag_key in writes:
-        results.append((replies[start : start + len(entries)], bool(flag_key) and flag_key in flags_set))
-        start += len(entries) + (ttl is not None)
+    for write in writes:
+        ids = replies[start : start + len(write.entries)]
+        results.append((ids, bool(write.flag_key) and write.flag_key in flags_set))
+        start += len(write.entries) + (write.ttl is not None)
     return results
+
+
+def _flag_keys(writes: list[StreamWrite]) -> list[str]:
+    return [write.flag_key for write in writes if write.flag_key]
 
 
 def append_entries(
@@ -170,7 +181,7 @@ def append_entries(
     """XADDs `entries` and announces them to the SSE hubs in one round trip, refreshing the
     key's TTL when `ttl` is given and reading `flag_key` (a run's cancel flag) in the same
     trip, with `inbox` events riding along. Returns (ids, flag is set)."""
-    writes: list[StreamWrite] = [(key, entries, maxlen, ttl, flag_key)]
+    writes = [StreamWrite(key, entries, maxlen, ttl, flag_key)]
     pipe = client.pipeline(transaction=False)
     size = _queue_writes(pipe, writes)
     if not inbox:
@@ -309,8 +320,8 @@ class StreamWriter:
         batches: list[list[dict]],
         inbox: list["InboxWrite"] | None = None,
     ) -> list[bool]:
-        writes: list[StreamWrite] = [
-            (p.key, batch, p.maxlen, None, p.cancel_flag_key)
+        writes = [
+            StreamWrite(p.key, batch, p.maxlen, None, p.cancel_flag_key)
             for p, batch in zip(publishers, batches, strict=True)
         ]
         pipe = self._client.pipeline(transaction=False)

@@ -4,6 +4,7 @@ import contextlib
 import socket
 
 from flask import Flask
+from sqlalchemy import event
 
 from backend import create_app
 from backend.config import TestConfig
@@ -61,3 +62,18 @@ def add_stream_entry(client, key: str, fields: dict) -> str:
 
     ids, _ = append_entries(client, key, [fields], maxlen=100_000)
     return ids[0]
+
+
+@contextlib.contextmanager
+def count_statements():
+    """The SQL statements the app's engine sends within the block, as sent."""
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)

@@ -1,9 +1,6 @@
 """The number of SQL statements per list request does not grow with the page size."""
 
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import event
 
 from backend.extensions import db, redis_client
 from backend.services import search_counts
@@ -16,22 +13,9 @@ from tests.factories import (
     make_service,
     make_workspace,
 )
+from tests.helpers import count_statements
 
 ROWS = 60
-
-
-@contextmanager
-def count_statements():
-    statements: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def seed_conversations(workspace):

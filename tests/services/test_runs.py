@@ -14,8 +14,8 @@ from backend.models import AgentRun, Conversation, ConversationMessage, Workspac
 from backend.models.types import utcnow
 from backend.services import runs
 from backend.streams import cancel_key
-from tests.api.test_query_counts import count_statements
 from tests.factories import assistant_replies, make_conversation, make_message, make_workspace, reload_run
+from tests.helpers import count_statements
 
 
 def new_conversation() -> Conversation:
